@@ -1,0 +1,69 @@
+"""The ``radzoo`` command line. Each subcommand lives next to the code it drives and registers itself.
+
+Command modules expose ``register(subparsers)``; they keep heavy imports (torch, onnxruntime,
+bentoml, ray) inside their handlers so ``radzoo --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from radzoo import __version__
+from radzoo.errors import RadzooError
+
+#: Modules that contribute subcommands, in help order.
+COMMAND_MODULES = (
+    "radzoo.zoo.commands",
+    "radzoo.converters.commands",
+    "radzoo.zeroshot.commands",
+    "radzoo.ct.commands",
+    "radzoo.extract.commands",
+    "radzoo.serving.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="radzoo",
+        description="Medical image representation models: zoo, converters, serving, batch extraction.",
+    )
+    parser.add_argument("--version", action="version", version=f"radzoo {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # command module not present in this build
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except RadzooError as exc:
+        print(f"radzoo {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Model cards (the artifact's README.md), generated from the config: Hub metadata + the facts users need."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_PIPELINE_TAG = {"cxr": "image-feature-extraction", "ct": "image-feature-extraction"}
+
+
+def _yaml_value(value: Any) -> str:
+    return json.dumps(value)
+
+
+def render_card(config: dict[str, Any]) -> str:
+    """Markdown card with YAML front matter (license, tags, library_name, pipeline_tag)."""
+    spec = config["spec"]
+    prov = config.get("provenance", {})
+    tags = ["radzoo", "medical-imaging", spec["method"], *spec.get("tags", [])]
+    lines = [
+        "---",
+        f"license: {spec['license']}",
+        "library_name: radzoo",
+        f"pipeline_tag: {_PIPELINE_TAG.get(spec['modality'], 'feature-extraction')}",
+        "tags:",
+        *[f"  - {t}" for t in dict.fromkeys(tags)],
+        "---",
+        "",
+        f"# {spec['name']}",
+        "",
+    ]
+    if spec.get("random_init"):
+        lines += [
+            "> **Random weights.** This artifact was built with `zoo.build` (random initialisation) and is",
+            "> meant for tests and offline smoke runs only. Its embeddings carry no medical meaning.",
+            "",
+        ]
+    lines += [spec["description"], "", "## Usage", "", "```python", "from radzoo import zoo", ""]
+    if spec["modality"] == "ct":
+        lines += [
+            "import radzoo.ct",
+            f'result = radzoo.ct.extract("chest_ct.nii.gz", model="{spec["name"]}")',
+            "result.subject_embedding  # (128,)",
+        ]
+    else:
+        lines += [
+            f'model = zoo.load("{spec["name"]}")',
+            'emb = model.embed(["chest_xray.dcm"])  # float32 (N, D)',
+        ]
+    lines += ["```", "", "## Outputs", "", "| output | dim | default |", "|---|---|---|"]
+    for name, dim in spec["outputs"].items():
+        lines.append(f"| `{name}` | {dim} | {'yes' if name == spec['default_output'] else ''} |")
+    pre = spec["preprocess"]
+    lines += ["", "## Preprocessing", "", pre.get("notes", ""), "", "```json", json.dumps(pre["steps"], indent=1), "```", ""]
+    deviations = config.get("deviations") or []
+    zs = config.get("zero_shot")
+    if zs and zs.get("deviation"):
+        deviations = [*deviations, zs["deviation"]]
+    if deviations:
+        lines += ["## Deviations from the original", ""] + [f"- {d}" for d in deviations] + [""]
+    lines += ["## Provenance", ""]
+    if prov:
+        for key, value in prov.items():
+            if key == "golden":
+                continue
+            lines.append(f"- **{key}**: `{_yaml_value(value) if not isinstance(value, str) else value}`")
+    else:
+        lines.append("- built by radzoo" + (" with random initialisation" if spec.get("random_init") else ""))
+    weights = config.get("weights", {})
+    if weights.get("sha256"):
+        lines.append(f"- **weights sha256**: `{weights['sha256']}`")
+    onnx = config.get("onnx")
+    if onnx:
+        lines += ["", "## ONNX", ""]
+        for name, entry in onnx.get("graphs", {}).items():
+            diff = entry.get("parity_max_abs_diff")
+            lines.append(f"- `{entry.get('file', name)}` (opset {onnx.get('opset')}): parity max abs diff {diff}")
+    lines += [
+        "",
+        "## Source",
+        "",
+        f"- Paper: {spec['paper_url']}",
+        f"- Original code: {spec['code_url']}",
+    ]
+    for src in spec.get("sources", []):
+        lines.append(f"- Original weights: {src['url']}" + (f" (sha256 `{src['sha256']}`)" if src.get("sha256") else ""))
+    lines += ["", "## License", "", f"`{spec['license']}`. Check the original release's terms before use.", ""]
+    lines += ["## Citation", "", "```bibtex", spec["citation"], "```", ""]
+    return "\n".join(lines)
