@@ -19,6 +19,7 @@ from radzoo.errors import RadzooError
 COMMAND_MODULES = (
     "radzoo.zoo.commands",
     "radzoo.converters.commands",
+    "radzoo.onnx.commands",
     "radzoo.zeroshot.commands",
     "radzoo.ct.commands",
     "radzoo.extract.commands",
@@ -38,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:  # command module not present in this build
+            if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+                # command module not present in this build
                 continue
             raise
         module.register(sub)

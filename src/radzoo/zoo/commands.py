@@ -1,0 +1,160 @@
+"""``radzoo models``, ``radzoo info``, ``radzoo build`` and ``radzoo embed``: the zoo from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from radzoo.errors import InputError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ""}
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("models", help="list the zoo's models (registry and local zoo)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_models)
+
+    p = sub.add_parser("info", help="show one model's spec (registry name or artifact directory)")
+    p.add_argument("model")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser(
+        "build", help="write an artifact with explicitly RANDOM weights (tests, offline smoke runs)"
+    )
+    p.add_argument("model", help="registry name")
+    p.add_argument("--out", required=True, type=Path, help="artifact directory to create")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokenizer", type=Path, help="tokenizer directory for text-bearing models")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_build)
+
+    p = sub.add_parser("embed", help="embed chest X-ray images (DICOM/PNG/JPEG) into a .npy/.csv/.json file")
+    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("--model", required=True, help="registry name, local zoo name or artifact directory")
+    p.add_argument("--out", required=True, type=Path, help="output file: .npy, .csv or .json")
+    p.add_argument("--output", help="named output (default: the model's default output)")
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="use explicitly random-initialised weights (no download; embeddings carry no meaning)",
+    )
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
+    p.add_argument("--batch-size", type=int, default=8)
+    p.set_defaults(func=_embed)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from radzoo import zoo
+
+    rows = []
+    for name in zoo.list_models():
+        spec = zoo.get_spec(name)
+        rows.append({"name": name, "method": spec.method, "modality": spec.modality, "dim": spec.dim,
+                     "outputs": dict(spec.outputs), "license": spec.license, "source": "registry"})
+    for name in zoo.local_models():
+        if not any(r["name"] == name for r in rows):
+            rows.append({"name": name, "source": "local", "path": str(zoo.local_zoo_dir() / name)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        if r["source"] == "registry":
+            outs = ", ".join(f"{k}={v}" for k, v in r["outputs"].items())
+            print(f"{r['name']:<28} {r['method']:<8} {r['modality']:<4} {outs:<40} {r['license']}")
+        else:
+            print(f"{r['name']:<28} (local artifact: {r['path']})")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from radzoo import zoo
+    from radzoo.zoo.artifact import read_config
+
+    path = Path(args.model)
+    config = read_config(path)["spec"] if path.is_dir() else zoo.get_spec(args.model).to_dict()
+    print(json.dumps(config, indent=2))
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from radzoo import zoo
+
+    model = zoo.build(args.model, seed=args.seed, tokenizer=args.tokenizer)
+    out = zoo.save(model, args.out, overwrite=args.overwrite)
+    print(f"wrote RANDOM-weight artifact {model.name} to {out}")
+    return 0
+
+
+def expand_inputs(patterns: list[str]) -> list[Path]:
+    """Files, folders (recursive) and glob patterns -> sorted unique image paths."""
+    found: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found += [p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        elif path.is_file():
+            found.append(path)
+        else:
+            matches = sorted(Path(m) for m in glob.glob(pattern, recursive=True))
+            if not matches:
+                raise InputError(f"input {pattern!r}: no such file, folder or matching pattern")
+            found += [m for m in matches if m.is_file()]
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        raise InputError("no input images found")
+    return unique
+
+
+def _embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from radzoo import zoo
+    from radzoo.errors import RadzooError
+
+    if args.out.suffix.lower() not in (".npy", ".csv", ".json"):
+        raise InputError(f"--out must end in .npy, .csv or .json, got {args.out.name!r}")
+    paths = expand_inputs(args.inputs)
+    if args.random_weights:
+        model = zoo.build(args.model, device=args.device)
+        print(f"note: {model.name} uses RANDOM weights (--random-weights); embeddings carry no meaning", file=sys.stderr)
+    else:
+        model = zoo.load(args.model, device=args.device, runtime=args.runtime)
+    rows, names, failed = [], [], []
+    for path in paths:
+        try:
+            rows.append(model.embed([path], output=args.output)[0])
+            names.append(str(path))
+        except RadzooError as exc:
+            failed.append((str(path), str(exc)))
+            print(f"skipped {path}: {exc}", file=sys.stderr)
+    if not rows:
+        raise InputError(f"none of the {len(paths)} inputs could be embedded")
+    emb = np.stack(rows).astype(np.float32)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    suffix = args.out.suffix.lower()
+    if suffix == ".npy":
+        with open(tmp, "wb") as fh:
+            np.save(fh, emb)
+        args.out.with_suffix(".paths.txt").write_text("\n".join(names) + "\n")
+    elif suffix == ".csv":
+        with open(tmp, "w") as fh:
+            fh.write("path," + ",".join(f"e{i}" for i in range(emb.shape[1])) + "\n")
+            for name, row in zip(names, emb, strict=True):
+                fh.write(name + "," + ",".join(f"{v:.7g}" for v in row) + "\n")
+    else:
+        payload = {"model": model.name, "output": model.resolve_output(args.output),
+                   "random_weights": model.random_init,
+                   "items": [{"path": n, "embedding": r.tolist()} for n, r in zip(names, emb, strict=True)],
+                   "errors": [{"path": p, "error": e} for p, e in failed]}
+        tmp.write_text(json.dumps(payload))
+    tmp.replace(args.out)
+    print(f"embedded {len(rows)}/{len(paths)} images with {model.name} "
+          f"({model.resolve_output(args.output)}, dim {emb.shape[1]}) -> {args.out}")
+    return 1 if failed else 0
