@@ -1,0 +1,39 @@
+"""Imaging I/O: 2D images (DICOM/PNG/JPEG), CT volumes (NIfTI, MHA/NRRD, DICOM series) and
+the spec-driven preprocessing that turns them into model inputs.
+
+Public API::
+
+    read_image(source, *, frame=0, convert_color=False, max_pixels=DEFAULT_MAX_PIXELS, window=None) -> Image
+    read_dicom_values(source, *, frame=0, max_pixels=...) -> np.ndarray   # HU for CT
+    read_volume(source, *, modality="CT", series_uid=None, irregular="resample", ...) -> Volume
+    resample(volume, spacing=(1, 1, 1), interpolator="bspline", default_value=-1024, size_rule="graphct") -> Volume
+    transforms.make_transform(preprocess) -> callable
+    preprocess_image(image_or_array, preprocess) -> torch.Tensor
+    preprocess_batch(images, preprocess) -> torch.Tensor
+
+Heavy dependencies (pydicom, Pillow, SimpleITK, torch) are imported lazily, inside the calls.
+"""
+
+from __future__ import annotations
+
+from radzoo.io.errors import ImageReadError, ReadError, TransformError, VolumeReadError
+from radzoo.io.image import DEFAULT_MAX_PIXELS, Image, read_dicom_values, read_image
+from radzoo.io.transforms import make_transform, preprocess_batch, preprocess_image
+from radzoo.io.volume import Volume, read_volume, resample
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "Image",
+    "ImageReadError",
+    "ReadError",
+    "TransformError",
+    "Volume",
+    "VolumeReadError",
+    "make_transform",
+    "preprocess_batch",
+    "preprocess_image",
+    "read_dicom_values",
+    "read_image",
+    "read_volume",
+    "resample",
+]
