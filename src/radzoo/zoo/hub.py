@@ -35,7 +35,9 @@ def download(repo_id: str, revision: str | None, *, token: str | None = None) ->
     except RevisionNotFoundError as exc:
         raise HubMiss(f"revision {revision!r} not found in Hub repo {repo_id}") from exc
     except RepositoryNotFoundError as exc:
-        raise HubMiss(f"Hub repo {repo_id} not found (or private without a token)") from exc
+        raise HubMiss(
+            f"Hub repo {repo_id} at revision {revision!r} not found (or private without a token)"
+        ) from exc
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
         raise HubMiss(f"{repo_id}@{revision} is not in the local HF cache and the Hub is offline or unreachable") from exc
     except (EntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:

@@ -100,7 +100,9 @@ def _resolve(name_or_path: str | os.PathLike[str], revision: str | None, device:
         except hub.HubMiss as exc:
             reasons.append(str(exc))
 
-    if spec.sources:
+    if spec.sources and _offline():
+        reasons.append("offline mode (HF_HUB_OFFLINE/RADZOO_OFFLINE): original release not downloaded")
+    elif spec.sources:
         try:
             from radzoo.converters.original import fetch_and_convert
         except ModuleNotFoundError as exc:
@@ -122,6 +124,14 @@ def _resolve(name_or_path: str | os.PathLike[str], revision: str | None, device:
     raise ModelNotFoundError(
         f"no weights found for {text!r}: " + "; ".join(reasons) + ". To obtain them: " + "; or ".join(how)
     )
+
+
+def _offline() -> bool:
+    """True when the user asked for no network (HF_HUB_OFFLINE or RADZOO_OFFLINE set truthy)."""
+    from huggingface_hub import constants
+
+    env = os.environ.get("RADZOO_OFFLINE", "").strip().lower()
+    return bool(constants.HF_HUB_OFFLINE) or env in ("1", "true", "yes", "on")
 
 
 def build(
