@@ -152,13 +152,12 @@ def build(
         if not tok.is_dir():
             raise ArtifactError(f"tokenizer directory {tok} does not exist")
         assets["tokenizer"] = tok
-    return ZooModel(
-        spec.with_(random_init=True),
-        net,
-        device=device,
-        assets=assets,
-        config={"provenance": {"built_by": "radzoo.zoo.build", "seed": seed, "random_init": True}},
-    )
+    config: dict[str, Any] = {"provenance": {"built_by": "radzoo.zoo.build", "seed": seed, "random_init": True}}
+    if net.has_text:
+        from radzoo.zeroshot.prompts import zero_shot_section
+
+        config["zero_shot"] = zero_shot_section(spec)  # default prompt set + deviation note for the card
+    return ZooModel(spec.with_(random_init=True), net, device=device, assets=assets, config=config)
 
 
 def save(model: ZooModel, directory: str | os.PathLike[str], **kwargs: Any) -> Path:

@@ -145,3 +145,22 @@ class ZooModel:
         if out.ndim != 2 or out.shape[1] != expected:
             raise RuntimeError(f"{self.name}: output {name!r} has shape {out.shape}, spec says (N, {expected})")
         return out
+
+    # ---- zero-shot and grounding (image-text models; see radzoo.zeroshot) -------------------
+    def zero_shot(self, images: Any, labels: Sequence[str] | None = None, prompts: Any = None, **kwargs: Any) -> Any:
+        """Per-image, per-label probabilities from prompts (``radzoo.zeroshot.zero_shot``)."""
+        from radzoo.zeroshot.classify import zero_shot
+
+        return zero_shot(self, images, labels, prompts, **kwargs)
+
+    def ground(self, image: Any, text: str) -> Any:
+        """Image-sized similarity map of ``text`` over ``image`` (``radzoo.zeroshot.ground``)."""
+        from radzoo.zeroshot.grounding import ground
+
+        return ground(self, image, text)
+
+    def encode_text(self, texts: Sequence[str], prompt_set: str = "") -> dict[str, torch.Tensor]:
+        """Text embeddings of prompts in the model's joint space (cached per prompt set + texts)."""
+        from radzoo.zeroshot.classify import encode_prompts
+
+        return encode_prompts(self, list(texts), prompt_set)[0]
