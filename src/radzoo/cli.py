@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "radzoo.zeroshot.commands",
     "radzoo.ct.commands",
     "radzoo.extract.commands",
+    "radzoo.training.commands",
     "radzoo.serving.commands",
 )
 
