@@ -71,7 +71,14 @@ def render_card(config: dict[str, Any]) -> str:
         lines.append(f"- **weights sha256**: `{weights['sha256']}`")
     onnx = config.get("onnx")
     if onnx:
-        lines += ["", "## ONNX", ""]
+        lines += [
+            "",
+            "## ONNX",
+            "",
+            f"Exporter: {onnx.get('exporter')}, opset {onnx.get('opset')}, "
+            f"onnxruntime {onnx.get('onnxruntime_version')}.",
+            "",
+        ]
         for name, entry in onnx.get("graphs", {}).items():
             diff = entry.get("parity_max_abs_diff")
             lines.append(f"- `{entry.get('file', name)}` (opset {onnx.get('opset')}): parity max abs diff {diff}")
