@@ -27,7 +27,8 @@ def two_revisions(tmp_path_factory) -> tuple[Path, Path]:
 def empty_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "radzoo-home"
     monkeypatch.setenv("RADZOO_HOME", str(home))
-    monkeypatch.setenv("RADZOO_OFFLINE", "0")
+    # the Hub stays reachable (HF_HUB_OFFLINE unset) but original releases are never downloaded
+    monkeypatch.setenv("RADZOO_OFFLINE", "1")
     return home
 
 

@@ -106,7 +106,7 @@ def _resolve(name_or_path: str | os.PathLike[str], revision: str | None, device:
         try:
             from radzoo.converters.original import fetch_and_convert
         except ModuleNotFoundError as exc:
-            if exc.name != "radzoo.converters.original":
+            if not (exc.name and "radzoo.converters.original".startswith(exc.name)):
                 raise
         else:
             converted = fetch_and_convert(spec, local)
