@@ -182,4 +182,8 @@ def hub_env(hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(hfc, "HUGGINGFACE_CO_URL_TEMPLATE", hub_server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(hfc, "HF_HUB_OFFLINE", False)
+    import huggingface_hub.hf_api as hf_api
+
+    # the module-level HfApi behind list_repo_files/model_info... fixed its endpoint at import
+    monkeypatch.setattr(hf_api.api, "endpoint", hub_server.endpoint)
     return hub_server

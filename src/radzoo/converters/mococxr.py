@@ -1,0 +1,95 @@
+"""MoCo-CXR ``.pth.tar`` (METHODS 1.2): ``{epoch, arch, state_dict, optimizer}``, DDP ``module.`` keys.
+
+KEEP   ``module.encoder_q.*`` minus the head            -> ``image_backbone.*``
+KEEP   ``module.encoder_q.fc.*`` / ``classifier.*``      -> ``image_proj.*``   (only with keep_head)
+DROP   the head when not kept (explicitly: the reference loaders only drop ``fc*`` and load
+       non-strictly, which silently ignores DenseNet's ``classifier.*``)
+DROP   ``module.encoder_k.*`` (momentum copy), ``module.queue``, ``module.queue_ptr``
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from radzoo.converters.checkpoint import CheckpointError, open_checkpoint, sha256_of, state_dict_of
+from radzoo.converters.remap import Rule, apply_rules, require_keys
+from radzoo.converters.result import Converted, SourceFile
+from radzoo.errors import InputError
+from radzoo.zoo.registry import get_spec
+from radzoo.zoo.spec import ModelSpec
+
+FORMAT = "moco_cxr"
+VERSION = "1"
+PROJ_DIM = 128  # MoCo dim (METHODS 1.4)
+
+#: torchvision trunk -> name of its head module in encoder_q (METHODS 1.2)
+HEADS = {"resnet18": "fc.", "resnet50": "fc.", "densenet121": "classifier."}
+DIMS = {"resnet18": 512, "resnet50": 2048, "densenet121": 1024}
+
+
+def rules(arch: str, keep_head: bool) -> tuple[list[Rule], list[str], list[str]]:
+    """(keep rules, dropped prefixes, dropped exact keys) for one trunk."""
+    head = "module.encoder_q." + HEADS[arch]
+    keep = [Rule("module.encoder_q.", "image_backbone.", exclude=(head,))]
+    drop = ["module.encoder_k."]
+    if keep_head:
+        keep.append(Rule(head, "image_proj."))
+    else:
+        drop.append(head)
+    return keep, drop, ["module.queue", "module.queue_ptr"]
+
+
+def convert(
+    path: str | Path,
+    *,
+    arch: str | None = None,
+    keep_head: bool = False,
+    name: str | None = None,
+    spec: ModelSpec | None = None,
+    trust_pickle: bool = False,
+) -> Converted:
+    """Convert one MoCo-CXR checkpoint. ``arch`` is read from the file; a given ``arch`` must agree."""
+    path = Path(path)
+    obj = open_checkpoint(path, trust_pickle=trust_pickle)
+    state = state_dict_of(obj, path, location="state_dict")
+    file_arch = obj.get("arch")
+    if arch is not None and file_arch is not None and arch != file_arch:
+        raise InputError(f"--arch {arch!r} disagrees with the checkpoint's own arch entry {file_arch!r} in {path}")
+    arch = arch or file_arch
+    if arch is None:
+        raise CheckpointError(f"{path} has no 'arch' entry; pass --arch (one of {', '.join(HEADS)})")
+    if arch not in HEADS:
+        raise InputError(
+            f"unsupported MoCo-CXR arch {arch!r} in {path}; supported: {', '.join(HEADS)} "
+            "(MNASNet has no canonical trunk in radzoo yet)"
+        )
+    what = f"MoCo-CXR checkpoint {path.name}"
+    require_keys(state, ["module.encoder_q."], what=what)
+    keep, drop, drop_exact = rules(arch, keep_head)
+    remapped = apply_rules(state, keep, drop, drop_exact=drop_exact, what=what)
+    if keep_head and not any(k.startswith("image_proj.") for k in remapped.state):
+        raise CheckpointError(f"{path}: --keep-head was asked but the file has no {HEADS[arch]}* head in encoder_q")
+
+    base = spec or get_spec(f"mococxr_{arch}")
+    outputs = {"trunk": DIMS[arch], **({"proj": PROJ_DIM} if keep_head else {})}
+    description = base.description
+    if keep_head:
+        description += " This artifact also keeps the 128-d MoCo projection head (output 'proj', L2-normalised)."
+    new_spec = base.with_(
+        name=name or base.name,
+        arch_args={**dict(base.arch_args), "trunk": arch, "proj_dim": PROJ_DIM if keep_head else None},
+        outputs=outputs,
+        default_output="trunk",
+        description=description,
+        random_init=False,
+    )
+    return Converted(
+        spec=new_spec,
+        state=remapped.state,
+        converter=__name__,
+        converter_version=VERSION,
+        format=FORMAT,
+        sources=[SourceFile(path, sha256_of(path))],
+        dropped=remapped.dropped,
+        details={"arch": arch, "epoch": obj.get("epoch"), "kept_head": keep_head},
+    )

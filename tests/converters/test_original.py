@@ -1,0 +1,138 @@
+"""Original-URL fallback against a real HTTP server on 127.0.0.1 (with Range support), and the
+Hub pull side of a pushed artifact through the olah test server."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from radzoo import zoo
+from radzoo.converters.original import MIRROR_ENV, DownloadError, download, fetch_and_convert
+from radzoo.converters.testing import write_checkpoint
+from radzoo.zoo.spec import Source
+
+
+class _RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files with single-range ``Range: bytes=N-`` support; ``cut`` truncates one reply."""
+
+    cut_next: dict[str, int] = {}
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and rng.startswith("bytes="):
+            start = int(rng[6:].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        cut = self.cut_next.pop(path.name, None)
+        self.wfile.write(body[:cut] if cut is not None else body)
+
+
+@pytest.fixture
+def file_server(tmp_path: Path):
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = lambda *a, **k: _RangeHandler(*a, directory=str(root), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def moco_file(manifest, ckpt_dir: Path) -> Path:
+    return write_checkpoint(manifest("mococxr_resnet18"), ckpt_dir / "orig-r8w-shrink-q16.pth.tar", shrink={"module.queue": 16})
+
+
+def test_download_resumes_with_range_and_checks_sha(file_server, tmp_path: Path) -> None:
+    root, base = file_server
+    payload = bytes(range(256)) * 4000
+    (root / "blob.bin").write_bytes(payload)
+    sha = hashlib.sha256(payload).hexdigest()
+    dest = tmp_path / "dl" / "blob.bin"
+    _RangeHandler.cut_next["blob.bin"] = 300_000  # the connection ends early
+    with pytest.raises(DownloadError, match="ended early|kept"):
+        download(base + "/blob.bin", dest, sha256=sha, progress=False)
+    part = dest.with_name("blob.bin.part")
+    assert part.stat().st_size == 300_000 and not dest.exists()
+    download(base + "/blob.bin", dest, sha256=sha, progress=False)  # resumes with Range
+    assert dest.read_bytes() == payload and not part.exists()
+    with pytest.raises(DownloadError, match="sha256 mismatch"):
+        download(base + "/blob.bin", tmp_path / "dl2" / "blob.bin", sha256="0" * 64, progress=False)
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download(base + "/absent.bin", tmp_path / "dl3" / "x", progress=False)
+
+
+def test_fetch_and_convert_and_zoo_load_end_to_end(file_server, hub_env, moco_file: Path, tmp_path: Path, monkeypatch, image, caplog) -> None:
+    root, base = file_server
+    spec = zoo.get_spec("mococxr_resnet18")
+    (root / spec.sources[0].filename).write_bytes(moco_file.read_bytes())
+    monkeypatch.setenv("RADZOO_HOME", str(tmp_path / "home"))
+    sha = hashlib.sha256(moco_file.read_bytes()).hexdigest()
+
+    # direct call with an injected URL and the right sha256
+    direct = spec.with_(sources=(Source(url=f"{base}/{spec.sources[0].filename}", filename=spec.sources[0].filename,
+                                        format="moco_cxr", sha256=sha),))
+    out = fetch_and_convert(direct, tmp_path / "direct")
+    assert out == tmp_path / "direct" and zoo.load(out).config["provenance"]["source_sha256"] == sha
+
+    # a wrong sha256 -> None and a logged reason; nothing written
+    wrong = direct.with_(sources=(Source(url=direct.sources[0].url, filename="other.pth.tar", format="moco_cxr", sha256="1" * 64),))
+    (root / "other.pth.tar").write_bytes(moco_file.read_bytes())
+    with caplog.at_level(logging.WARNING):
+        assert fetch_and_convert(wrong, tmp_path / "wrong") is None
+    assert "sha256 mismatch" in caplog.text and not (tmp_path / "wrong").exists()
+
+    # zoo.load(name): not local, not on the (real, local) Hub -> original release via the mirror,
+    # converted and cached. (HF_HUB_OFFLINE=1 now means "no downloads at all" in zoo.load.)
+    monkeypatch.setenv(MIRROR_ENV, base)
+    model = zoo.load("mococxr_resnet18")
+    cached = tmp_path / "home" / "models" / "mococxr_resnet18"
+    assert model.directory == cached and (cached / "model.safetensors").is_file()
+    again = zoo.load("mococxr_resnet18")  # now from the local zoo, no download
+    np.testing.assert_array_equal(model.embed([image]), again.embed([image]))
+
+
+def test_google_drive_sources_explain_the_manual_path(tmp_path: Path, monkeypatch, caplog) -> None:
+    monkeypatch.delenv(MIRROR_ENV, raising=False)
+    monkeypatch.setenv("RADZOO_HOME", str(tmp_path))
+    with caplog.at_level(logging.WARNING):
+        assert fetch_and_convert(zoo.get_spec("graphct_copdgene"), tmp_path / "g") is None
+    assert "Google Drive" in caplog.text and "radzoo convert graph_ct checkpoint_patch.pth.tar --graph" in caplog.text
+
+
+def test_push_refused_by_readonly_hub_and_pull_of_pushed_files(hub_env, moco_file: Path, tmp_path: Path, image) -> None:
+    """olah is read-only: push must fail with a clear PushError; the same files served as a Hub
+    repo (what push uploads) load back through zoo's Hub path with identical embeddings."""
+    from radzoo.converters import convert
+    from radzoo.converters.publish import PushError, push
+    from radzoo.zoo import hub
+
+    art = convert("moco_cxr", moco_file, tmp_path / "art")
+    with pytest.raises(PushError, match="create_repo"):
+        push(art, "radzoo-test/pushed", revision="v1")
+    hub_env.add_repo("radzoo-test/pushed", art, tags=["v1"])
+    pulled = zoo.load(hub.download("radzoo-test/pushed", "v1"))
+    np.testing.assert_array_equal(pulled.embed([image]), zoo.load(art).embed([image]))
+    assert pulled.config["provenance"] == zoo.load(art).config["provenance"]
