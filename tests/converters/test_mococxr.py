@@ -4,6 +4,7 @@ compared against a plain torchvision model loaded with the stripped ``encoder_q`
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,13 @@ def _reference_trunk(arch: str, raw: dict[str, torch.Tensor]) -> nn.Module:
     head = "fc" if arch.startswith("resnet") else "classifier"
     setattr(model, head, nn.Identity())
     prefix = "module.encoder_q."
-    stripped = {k[len(prefix):]: v for k, v in raw.items() if k.startswith(prefix) and not k.startswith(prefix + head + ".")}
+    stripped = OrderedDict(
+        (k[len(prefix):], v) for k, v in raw.items() if k.startswith(prefix) and not k.startswith(prefix + head + ".")
+    )
+    # module versions travel in _metadata (torchvision's MNASNet refuses a dict without them)
+    meta = getattr(raw, "_metadata", {})
+    stripped._metadata = {k[len(prefix):]: v for k, v in meta.items() if k.startswith(prefix)}
+    stripped._metadata[""] = meta.get(prefix[:-1], {})
     model.load_state_dict(stripped, strict=True)
     return model.eval()
 
@@ -32,14 +39,14 @@ def _reference_trunk(arch: str, raw: dict[str, torch.Tensor]) -> nn.Module:
 @pytest.fixture(scope="module")
 def moco_files(manifest, ckpt_dir: Path):
     files = {}
-    for arch in ("resnet18", "resnet50", "densenet121"):
+    for arch in ("resnet18", "resnet50", "densenet121", "mnasnet1_0"):
         files[arch] = write_checkpoint(
             manifest(f"mococxr_{arch}"), ckpt_dir / f"moco-{arch}-shrink-queue256.pth.tar", shrink=QUEUE, seed=1
         )
     return files
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "resnet50", "densenet121"])
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50", "densenet121", "mnasnet1_0"])
 def test_moco_converts_and_matches_torchvision(arch: str, moco_files, tmp_path: Path, image: np.ndarray) -> None:
     path = moco_files[arch]
     keep_head = arch == "resnet18"

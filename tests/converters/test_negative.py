@@ -71,8 +71,8 @@ def test_missing_extra_and_misshaped_keys(moco18: Path, tmp_path: Path) -> None:
 
 def test_unknown_and_disagreeing_arch(moco18: Path, tmp_path: Path) -> None:
     obj = torch.load(moco18, weights_only=True)
-    torch.save({**obj, "arch": "mnasnet1_0"}, tmp_path / "mnn.pth.tar")
-    with pytest.raises(InputError, match="unsupported MoCo-CXR arch 'mnasnet1_0'"):
+    torch.save({**obj, "arch": "vgg16"}, tmp_path / "mnn.pth.tar")
+    with pytest.raises(InputError, match="unsupported MoCo-CXR arch 'vgg16'"):
         convert("moco_cxr", tmp_path / "mnn.pth.tar", tmp_path / "out")
     with pytest.raises(InputError, match="disagrees"):
         convert("moco_cxr", moco18, tmp_path / "out", arch="resnet50")

@@ -23,8 +23,8 @@ VERSION = "1"
 PROJ_DIM = 128  # MoCo dim (METHODS 1.4)
 
 #: torchvision trunk -> name of its head module in encoder_q (METHODS 1.2)
-HEADS = {"resnet18": "fc.", "resnet50": "fc.", "densenet121": "classifier."}
-DIMS = {"resnet18": 512, "resnet50": 2048, "densenet121": 1024}
+HEADS = {"resnet18": "fc.", "resnet50": "fc.", "densenet121": "classifier.", "mnasnet1_0": "classifier."}
+DIMS = {"resnet18": 512, "resnet50": 2048, "densenet121": 1024, "mnasnet1_0": 1280}
 
 
 def rules(arch: str, keep_head: bool) -> tuple[list[Rule], list[str], list[str]]:

@@ -7,7 +7,7 @@ import torchvision
 from torch import nn
 
 #: Pooled feature width of each supported trunk (METHODS 1.1).
-TRUNK_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "densenet121": 1024}
+TRUNK_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "densenet121": 1024, "mnasnet1_0": 1280}
 
 
 def build_trunk(name: str, in_chans: int = 3) -> nn.Module:
@@ -19,10 +19,14 @@ def build_trunk(name: str, in_chans: int = 3) -> nn.Module:
         model.fc = nn.Identity()
         if in_chans != 3:
             model.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
-    else:
+    elif name.startswith("densenet"):
         model.classifier = nn.Identity()
         if in_chans != 3:
             model.features.conv0 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    else:  # MNASNet: layers -> spatial mean -> classifier
+        model.classifier = nn.Identity()
+        if in_chans != 3:
+            model.layers[0] = nn.Conv2d(in_chans, 32, kernel_size=3, stride=2, padding=1, bias=False)
     return model
 
 

@@ -103,16 +103,12 @@ def _resolve(name_or_path: str | os.PathLike[str], revision: str | None, device:
     if spec.sources and _offline():
         reasons.append("offline mode (HF_HUB_OFFLINE/RADZOO_OFFLINE): original release not downloaded")
     elif spec.sources:
-        try:
-            from radzoo.converters.original import fetch_and_convert
-        except ModuleNotFoundError as exc:
-            if not (exc.name and "radzoo.converters.original".startswith(exc.name)):
-                raise
-        else:
-            converted = fetch_and_convert(spec, local)
-            if converted is not None:
-                return load_artifact(converted, device=device)
-            reasons.append("original release not obtainable (see log)")
+        from radzoo.converters.original import fetch_and_convert
+
+        converted = fetch_and_convert(spec, local)
+        if converted is not None:
+            return load_artifact(converted, device=device)
+        reasons.append("original release not obtainable (see the log for why)")
 
     how = [
         f"zoo.build({text!r}) for explicitly random weights (tests, offline smoke runs)",

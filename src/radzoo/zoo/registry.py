@@ -172,6 +172,7 @@ _REGISTRY: dict[str, ModelSpec] = {
         _moco("resnet18", 512, "r8w-00001.pth.tar"),
         _moco("resnet50", 2048, "r5w-00001.pth.tar"),
         _moco("densenet121", 1024, "d1w-00001.pth.tar"),
+        _moco("mnasnet1_0", 1280, "mnn-00001.pth.tar"),
         ModelSpec(
             name="prior_resnet50",
             method="prior",

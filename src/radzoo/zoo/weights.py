@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -37,7 +38,12 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str)
     """Check, then ``load_state_dict(strict=True)``; dtypes are cast to the module's."""
     check_state_dict(module, state, what)
     target = module.state_dict()
-    module.load_state_dict({k: v.to(target[k].dtype) for k, v in state.items()}, strict=True)
+    cast = OrderedDict((k, v.to(target[k].dtype)) for k, v in state.items())
+    # Module versions (state_dict._metadata) are not stored in safetensors; the keys and shapes
+    # were just checked against this very module, so its own versions apply (torchvision's
+    # MNASNet refuses a dict without them, METHODS 0.4).
+    cast._metadata = getattr(state, "_metadata", None) or target._metadata  # type: ignore[attr-defined]
+    module.load_state_dict(cast, strict=True)
 
 
 def save_weights(module: nn.Module, path: Path) -> str:
