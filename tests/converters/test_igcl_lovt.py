@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import resnet50_feature_map
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from radzoo import zoo
@@ -14,8 +15,6 @@ from radzoo.converters import convert
 from radzoo.converters.testing import write_checkpoint
 from radzoo.nets.text import build_bert
 from radzoo.zoo.testing import TINY_TEXT_CONFIG, write_test_vocab
-
-from helpers import resnet50_feature_map
 
 TINY_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
                "image_size": 224, "patch_size": 32, "hidden_act": "quick_gelu", "num_channels": 3}

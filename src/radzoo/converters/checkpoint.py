@@ -8,7 +8,6 @@ classes are replaced by inert stubs instead of importing pytorch_lightning / ome
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -58,13 +57,6 @@ class _StubbingPickleModule:
     def load(fh: Any, **kwargs: Any) -> Any:
         return _StubbingUnpickler(fh, **kwargs).load()
 
-
-def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def open_checkpoint(path: str | Path, *, trust_pickle: bool = False, mmap: bool = False) -> Any:

@@ -23,12 +23,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from radzoo.converters.checkpoint import open_checkpoint, sha256_of, state_dict_of
+from radzoo.converters.checkpoint import open_checkpoint, state_dict_of
 from radzoo.converters.remap import Rule, apply_rules, require_keys
 from radzoo.converters.result import Converted, SourceFile
 from radzoo.errors import WeightsError
 from radzoo.zoo.registry import get_spec
 from radzoo.zoo.spec import ModelSpec
+from radzoo.zoo.weights import sha256_file
 
 FORMAT = "graph_ct"
 VERSION = "1"
@@ -129,7 +130,7 @@ def convert(
         converter=__name__,
         converter_version=VERSION,
         format=FORMAT,
-        sources=[SourceFile(patch_path, sha256_of(patch_path), "patch"), SourceFile(graph_path, sha256_of(graph_path), "graph")],
+        sources=[SourceFile(patch_path, sha256_file(patch_path), "patch"), SourceFile(graph_path, sha256_file(graph_path), "graph")],
         dropped=graph.dropped,
         details={"graph_layout": layout, "epoch_patch": epoch_patch, "epoch_graph": gobj.get("epoch"), "kept_head": keep_head},
     )

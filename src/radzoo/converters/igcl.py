@@ -16,11 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from radzoo.converters.checkpoint import open_checkpoint, sha256_of, state_dict_of
+from radzoo.converters.checkpoint import open_checkpoint, state_dict_of
 from radzoo.converters.remap import Rule, apply_rules, require_keys
 from radzoo.converters.result import Converted, SourceFile
 from radzoo.zoo.registry import get_spec
 from radzoo.zoo.spec import ModelSpec
+from radzoo.zoo.weights import sha256_file
 
 FORMAT = "igcl"
 VERSION = "1"
@@ -68,7 +69,7 @@ def convert(
         converter=__name__,
         converter_version=VERSION,
         format=FORMAT,
-        sources=[SourceFile(path, sha256_of(path))],
+        sources=[SourceFile(path, sha256_file(path))],
         dropped=remapped.dropped,
         details={"fc_layers": args["fc_layers"]},
     )

@@ -19,12 +19,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from radzoo.converters.checkpoint import open_checkpoint, sha256_of, state_dict_of
+from radzoo.converters.checkpoint import open_checkpoint, state_dict_of
 from radzoo.converters.remap import Rule, apply_rules, require_keys
 from radzoo.converters.result import Converted, SourceFile
 from radzoo.converters.tokenizer import check_tokenizer
 from radzoo.zoo.registry import get_spec
 from radzoo.zoo.spec import ModelSpec
+from radzoo.zoo.weights import sha256_file
 
 FORMAT = "lovt"
 VERSION = "1"
@@ -75,7 +76,7 @@ def convert(
         converter=__name__,
         converter_version=VERSION,
         format=FORMAT,
-        sources=[SourceFile(path, sha256_of(path))],
+        sources=[SourceFile(path, sha256_file(path))],
         dropped=remapped.dropped,
         tokenizer=tok,
         details={"pytorch_lightning_version": obj.get("pytorch-lightning_version"), "epoch": obj.get("epoch")},

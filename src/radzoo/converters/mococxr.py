@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from radzoo.converters.checkpoint import CheckpointError, open_checkpoint, sha256_of, state_dict_of
+from radzoo.converters.checkpoint import CheckpointError, open_checkpoint, state_dict_of
 from radzoo.converters.remap import Rule, apply_rules, require_keys
 from radzoo.converters.result import Converted, SourceFile
 from radzoo.errors import InputError
 from radzoo.zoo.registry import get_spec
 from radzoo.zoo.spec import ModelSpec
+from radzoo.zoo.weights import sha256_file
 
 FORMAT = "moco_cxr"
 VERSION = "1"
@@ -89,7 +90,7 @@ def convert(
         converter=__name__,
         converter_version=VERSION,
         format=FORMAT,
-        sources=[SourceFile(path, sha256_of(path))],
+        sources=[SourceFile(path, sha256_file(path))],
         dropped=remapped.dropped,
         details={"arch": arch, "epoch": obj.get("epoch"), "kept_head": keep_head},
     )

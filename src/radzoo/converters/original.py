@@ -19,8 +19,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from radzoo.converters.checkpoint import sha256_of
 from radzoo.zoo.spec import ModelSpec, Source
+from radzoo.zoo.weights import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def download(url: str, dest: Path, *, sha256: str | None = None, progress: bool 
     if total is not None and size != total:
         raise DownloadError(f"download of {url} ended early ({size} of {total} bytes); {part} is kept for resuming")
     if sha256:
-        got = sha256_of(part)
+        got = sha256_file(part)
         if got != sha256.lower():
             part.unlink()
             raise DownloadError(f"sha256 mismatch for {url}: expected {sha256}, got {got}; the partial file was deleted")
@@ -142,7 +142,7 @@ def fetch_and_convert(spec: ModelSpec, dest_dir: str | os.PathLike[str]) -> Path
             files = []
             for url, filename in source_urls(source):
                 target = downloads_dir() / spec.name / filename
-                if target.is_file() and (source.sha256 is None or sha256_of(target) == source.sha256):
+                if target.is_file() and (source.sha256 is None or sha256_file(target) == source.sha256):
                     log.info("using the already downloaded %s", target)
                 else:
                     log.info("downloading the original release of %s from %s", spec.name, url)

@@ -20,13 +20,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from radzoo.converters.checkpoint import open_checkpoint, sha256_of, state_dict_of
+from radzoo.converters.checkpoint import open_checkpoint, state_dict_of
 from radzoo.converters.remap import Rule, apply_rules, require_keys
 from radzoo.converters.result import Converted, SourceFile
 from radzoo.converters.tokenizer import check_tokenizer
 from radzoo.errors import InputError
 from radzoo.zoo.registry import get_spec
 from radzoo.zoo.spec import ModelSpec
+from radzoo.zoo.weights import sha256_file
 
 FORMAT_IMAGE = "prior_image"
 FORMAT_FULL = "prior_full"
@@ -75,7 +76,7 @@ def convert_image(
         converter=__name__,
         converter_version=VERSION,
         format=FORMAT_IMAGE,
-        sources=[SourceFile(path, sha256_of(path))],
+        sources=[SourceFile(path, sha256_file(path))],
         dropped=remapped.dropped,
         notes=["image-only release: no attention-pool weights, so only the mean-pooled trunk (2048) is offered"],
     )
@@ -113,7 +114,7 @@ def convert_full(
         converter=__name__,
         converter_version=VERSION,
         format=FORMAT_FULL,
-        sources=[SourceFile(path, sha256_of(path))],
+        sources=[SourceFile(path, sha256_file(path))],
         dropped=remapped.dropped,
         tokenizer=tok,
         details={"lightning_wrapped": "state_dict" in obj, "pytorch_lightning_version": obj.get("pytorch-lightning_version")},
