@@ -1,0 +1,104 @@
+"""In-process pieces of the service: settings parsing, payload decoding, API-key check, batching."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from radzoo.errors import InputError
+from radzoo.serving.batching import Batcher
+from radzoo.serving.config import ServeSettings
+from radzoo.serving.guard import api_key_matches
+from radzoo.serving.payloads import decode_image_string
+
+
+def test_settings_from_env_file_and_round_trip(tmp_path):
+    cfg = tmp_path / "serve.toml"
+    cfg.write_text('models = ["a", "b"]\nmax_loaded_models = 3\nruntime = "onnx"\n')
+    env = {"RADZOO_SERVE_CONFIG": str(cfg), "RADZOO_RUNTIME": "torch", "RADZOO_RANDOM_WEIGHTS": "yes",
+           "RADZOO_MAX_BODY_MB": "2.5"}
+    s = ServeSettings.from_env(env)
+    assert s.models == ("a", "b") and s.max_loaded_models == 3 and s.runtime == "torch"  # env beats file
+    assert s.random_weights is True and s.max_body_bytes == int(2.5 * 1024 * 1024)
+    assert s.resolved_default_model() == "a" and s.bind_host == "127.0.0.1"
+    assert ServeSettings.from_env(s.to_env()) == s
+    assert s.with_(api_key="k").bind_host == "0.0.0.0"
+    assert s.with_(api_key="k", host="10.0.0.1").bind_host == "10.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"RADZOO_RUNTIME": "tensorrt"}, "runtime"),
+        ({"RADZOO_MAX_LOADED_MODELS": "0"}, "max_loaded_models"),
+        ({"RADZOO_MAX_IN_FLIGHT": "many"}, "RADZOO_MAX_IN_FLIGHT"),
+        ({"RADZOO_RANDOM_WEIGHTS": "maybe"}, "boolean"),
+        ({"RADZOO_MODELS": "a", "RADZOO_DEFAULT_MODEL": "b"}, "default model"),
+        ({"RADZOO_SERVE_CONFIG": "/nonexistent/serve.json"}, "does not exist"),
+    ],
+)
+def test_bad_settings_name_the_problem(env, needle):
+    with pytest.raises(InputError, match=needle):
+        ServeSettings.from_env(env)
+
+
+def test_decode_image_strings():
+    raw = b"\x89PNG\r\n\x1a\nabc"
+    text = base64.b64encode(raw).decode()
+    assert decode_image_string(text, 0) == raw
+    assert decode_image_string("data:image/png;base64," + text, 0) == raw
+    assert decode_image_string(text.rstrip("="), 0) == raw  # missing padding is tolerated
+    for bad, needle in [("", "empty"), ("@@@", "base64"), ("data:text/plain;base64,QQ==", "text/plain"),
+                        ("data:image/png,abc", "base64"), ("http://host/x.png", "not fetched")]:
+        with pytest.raises(InputError, match=needle):
+            decode_image_string(bad, 3)
+
+
+def test_api_key_headers():
+    key = "k3y"
+    assert api_key_matches({b"authorization": b"Bearer k3y"}, key)
+    assert api_key_matches({b"x-api-key": b"k3y"}, key)
+    assert not api_key_matches({b"authorization": b"Bearer k3"}, key)
+    assert not api_key_matches({b"authorization": b"k3y"}, key)
+    assert not api_key_matches({}, key)
+
+
+def test_batcher_combines_concurrent_requests_and_keeps_order():
+    calls: list[int] = []
+
+    def run(batch: np.ndarray, output: str) -> np.ndarray:
+        calls.append(len(batch))
+        time.sleep(0.05)  # a slow forward pass lets requests queue up behind it
+        return batch.reshape(len(batch), -1).sum(axis=1, keepdims=True) * (2 if output == "double" else 1)
+
+    batcher = Batcher(run, max_batch_size=8)
+    results: dict[int, np.ndarray] = {}
+
+    def client(i: int) -> None:
+        results[i] = batcher.submit(np.full((1, 2), float(i), dtype=np.float32), "double" if i % 2 else "plain")
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(16):
+        assert results[i][0, 0] == pytest.approx(2 * i * (2 if i % 2 else 1))
+    assert sum(calls) == 16 and len(calls) < 16 and max(calls) <= 8  # batched, never over the limit
+    batcher.close()
+    # after close, a late submit still runs (inline)
+    assert batcher.submit(np.ones((1, 2), dtype=np.float32), "plain")[0, 0] == 2
+
+
+def test_batcher_propagates_errors_to_the_caller():
+    def run(batch: np.ndarray, output: str) -> np.ndarray:
+        raise InputError("bad output")
+
+    batcher = Batcher(run)
+    with pytest.raises(InputError, match="bad output"):
+        batcher.submit(np.zeros((1, 1), dtype=np.float32), "x")
+    batcher.close()
