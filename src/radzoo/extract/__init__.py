@@ -1,0 +1,27 @@
+"""Batch feature extraction: image archives -> resumable Parquet tables of embeddings.
+
+``extract(model, inputs, out, ...)`` is the API; ``radzoo extract`` the command line. The core is
+two plain functions (``work.prepare_item``, ``work.embed_prepared``) that the local engine runs
+in worker processes and the Ray engine runs as tasks and actors.
+"""
+
+from __future__ import annotations
+
+from radzoo.extract.api import ENGINES, ExtractResult, extract, open_model
+from radzoo.extract.inputs import Discovery, InputItem, Problem, discover
+from radzoo.extract.pseudonym import Pseudonymizer
+from radzoo.extract.sink import OutputError, read_table
+
+__all__ = [
+    "ENGINES",
+    "Discovery",
+    "ExtractResult",
+    "InputItem",
+    "OutputError",
+    "Problem",
+    "Pseudonymizer",
+    "discover",
+    "extract",
+    "open_model",
+    "read_table",
+]

@@ -1,0 +1,203 @@
+"""``extract(...)``: an archive of images in, one Parquet table of embeddings out.
+
+The same options as ``radzoo extract``. The run is resumable: rerunning with the same output
+folder skips inputs already embedded by the same model revision and preprocessing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from radzoo.errors import CapabilityError, InputError
+from radzoo.extract.inputs import discover
+from radzoo.extract.pseudonym import Pseudonymizer
+from radzoo.extract.session import Counts, Session
+from radzoo.extract.state import identity_of
+
+ENGINES = ("local", "ray")
+
+
+@dataclass
+class ExtractResult:
+    """What a run did. ``ok`` is False when any input failed in this run."""
+
+    out: Path
+    counts: Counts
+    manifest: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.counts.failed == 0
+
+    @property
+    def exit_code(self) -> int:
+        """0: every input embedded (or skipped as a non-image); 3: some inputs failed (see errors table)."""
+        return 0 if self.ok else 3
+
+
+def open_model(
+    model: str | os.PathLike[str],
+    *,
+    random_weights: bool = False,
+    runtime: str = "torch",
+    device: str | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+) -> Any:
+    """The model, loaded once: real weights via ``zoo.load``, or the explicit ``zoo.build``."""
+    from radzoo import zoo
+
+    onnx_options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1} if threads else {}
+    if random_weights:
+        text = os.fspath(model)
+        if Path(text).expanduser().is_dir():
+            raise InputError(
+                f"random_weights=True builds a registry model by name; {text} is an artifact folder "
+                "(its own weights are used without random_weights)"
+            )
+        built = zoo.build(text, seed=seed, device=device)
+        if runtime == "onnx":
+            try:
+                from radzoo.onnx.runtime import onnx_runtime_for
+            except ModuleNotFoundError as exc:
+                raise CapabilityError("the ONNX runtime is not available in this radzoo build") from exc
+            built.use_runtime(onnx_runtime_for(built, **onnx_options))
+        elif runtime != "torch":
+            raise InputError(f"unknown runtime {runtime!r}; choose torch or onnx")
+        return built
+    try:
+        return zoo.load(model, device=device, runtime=runtime, **(onnx_options if runtime == "onnx" else {}))
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("radzoo.onnx"):
+            raise CapabilityError("the ONNX runtime is not available in this radzoo build") from exc
+        raise
+
+
+def set_threads(threads: int) -> None:
+    """Intra-op threads of the inference process (torch; onnxruntime gets ``intra_op_num_threads``)."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def extract(
+    model: Any,
+    inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    output: str | None = None,
+    random_weights: bool = False,
+    batch_size: int = 16,
+    workers: int | None = None,
+    threads: int | None = None,
+    runtime: str = "torch",
+    device: str | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    ray_cpus: int | None = None,
+    retry_failed: bool = False,
+    shard_size: int = 1024,
+    flush_interval: float = 30.0,
+    pseudonym_secret: bytes | str | None = None,
+    files_from: Iterable[str | os.PathLike[str]] = (),
+    quiet: bool = False,
+) -> ExtractResult:
+    """Embed every image under ``inputs`` into ``out`` (Parquet shards + errors table + manifest).
+
+    ``model``: a zoo name or artifact folder (``zoo.load``), or a registry name with
+    ``random_weights=True`` (``zoo.build``; the manifest says so), or an already loaded
+    ``ZooModel`` (local engine). ``inputs``: files, folders (recursive), globs, ``@list.txt``.
+    ``workers``: decode processes (default: one per spare core, at least 1; 0 decodes inline).
+    ``threads``: inference threads (default: all cores). ``engine="ray"`` runs on Ray Data
+    (local Ray, or the cluster at ``address``). ``pseudonym_secret``: HMAC paths, UIDs and file
+    hashes in the output. Per-file failures go to the errors table; check ``result.ok``.
+    """
+    from radzoo.extract.local import cpu_count, run_local
+
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    if shard_size < 1:
+        raise InputError(f"shard_size must be >= 1, got {shard_size}")
+    if flush_interval <= 0:
+        raise InputError(f"flush_interval must be > 0 seconds, got {flush_interval}")
+    cores = cpu_count()
+    if workers is None:
+        workers = max(1, min(cores - 1, 8))
+    if workers < 0:
+        raise InputError(f"workers must be >= 0, got {workers}")
+    if threads is None:
+        threads = cores
+    if threads < 1:
+        raise InputError(f"threads must be >= 1, got {threads}")
+    if address is not None and engine != "ray":
+        raise InputError("address applies to engine='ray' only")
+
+    if isinstance(model, (str, os.PathLike)):
+        if engine == "local":
+            set_threads(threads)
+        zmodel = open_model(model, random_weights=random_weights, runtime=runtime, device=device, threads=threads)
+    else:
+        if engine == "ray":
+            raise InputError("engine='ray' needs a model name or artifact folder: Ray actors load their own copy")
+        zmodel = model
+    if zmodel.spec.modality != "cxr" or zmodel.spec.preprocess.input != "image2d":
+        raise CapabilityError(
+            f"model {zmodel.name!r} is a {zmodel.spec.modality} model; batch extraction supports 2D chest X-ray "
+            "models only in this version (CT volumes: radzoo.ct)"
+        )
+    ident = identity_of(zmodel, output)
+    found = discover(inputs, files_from)
+    options = {
+        "model": os.fspath(model) if isinstance(model, (str, os.PathLike)) else zmodel.name,
+        "output": ident.output,
+        "random_weights": ident.random_weights,
+        "inputs": [os.fspath(i) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)],
+        "batch_size": batch_size,
+        "workers": workers,
+        "threads": threads,
+        "runtime": zmodel.runtime.name,
+        "device": str(zmodel.device),
+        "engine": engine,
+        "address": address,
+        "retry_failed": retry_failed,
+        "shard_size": shard_size,
+    }
+    if pseudonym_secret is not None:
+        options["inputs"] = ["<pseudonymized>"]
+    session = Session(
+        Path(out),
+        ident,
+        options,
+        pseudonymizer=Pseudonymizer(pseudonym_secret) if pseudonym_secret is not None else None,
+        retry_failed=retry_failed,
+        shard_size=shard_size,
+        flush_interval=flush_interval,
+        quiet=quiet,
+    )
+    status = "failed"
+    try:
+        todo = session.todo(found.items, found.problems)
+        if engine == "local":
+            run_local(session, zmodel, todo, batch_size=batch_size, workers=workers)
+        else:
+            from radzoo.extract.ray_engine import run_ray
+
+            run_ray(session, zmodel, todo, model_ref=os.fspath(model), random_weights=random_weights,
+                    runtime=runtime, device=device, batch_size=batch_size, threads=threads,
+                    address=address, num_cpus=ray_cpus)
+        status = "complete"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        session.finish(status)  # commit the rows already embedded
+        raise
+    finally:
+        if status == "failed":
+            session.finish(status)
+    manifest = session.finish(status)
+    return ExtractResult(Path(out), session.counts, manifest)

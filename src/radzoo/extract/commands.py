@@ -1,0 +1,76 @@
+"""``radzoo extract``: batch embeddings of an image archive into Parquet (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "extract",
+        help="embed an archive of images into a Parquet table (resumable, local or Ray)",
+        description=(
+            "Embed every image under INPUT (files, folders recursively, globs, @file-list) into OUT: "
+            "OUT/embeddings/*.parquet (one row per image), OUT/errors/*.parquet and OUT/manifest.json. "
+            "Rerun the same command to resume. Exit codes: 0 all done, 3 some inputs failed "
+            "(see the errors table), 1 the run could not proceed."
+        ),
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders, globs or @list.txt (one path per line)")
+    p.add_argument("--model", required=True, help="zoo name or artifact folder")
+    p.add_argument("--out", required=True, help="output folder (created; reused to resume)")
+    p.add_argument("--output", default=None, help="model output head (default: the model's default)")
+    p.add_argument("--random-weights", action="store_true",
+                   help="build the registry model with random weights (offline smoke runs; marked in the manifest)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=None, help="decode processes (default: spare cores, >= 1; 0 = inline)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local")
+    p.add_argument("--address", default=None, help="Ray cluster address (engine ray; default: start a local Ray)")
+    p.add_argument("--retry-failed", action="store_true", help="retry inputs that failed in earlier runs")
+    p.add_argument("--shard-size", type=int, default=1024, help="rows per Parquet shard (a kill loses at most these)")
+    p.add_argument("--flush-interval", type=float, default=30.0, help="commit a shard at least this often (seconds)")
+    p.add_argument("--pseudonymize-key-file", default=None,
+                   help="HMAC paths, UIDs and file hashes with the secret in this file "
+                        "(or set RADZOO_PSEUDONYM_KEY); never pass secrets on the command line")
+    p.add_argument("--files-from", action="append", default=[], metavar="LIST", help="file with one input path per line")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar (for logs)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from radzoo.extract.api import extract
+    from radzoo.extract.pseudonym import read_secret
+
+    result = extract(
+        args.model,
+        args.inputs,
+        args.out,
+        output=args.output,
+        random_weights=args.random_weights,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        threads=args.threads,
+        runtime=args.runtime,
+        device=args.device,
+        engine=args.engine,
+        address=args.address,
+        retry_failed=args.retry_failed,
+        shard_size=args.shard_size,
+        flush_interval=args.flush_interval,
+        pseudonym_secret=read_secret(args.pseudonymize_key_file),
+        files_from=args.files_from,
+        quiet=args.quiet,
+    )
+    c = result.counts
+    print(
+        f"radzoo extract: {c.written} written, {c.already_done} already done, {c.failed} failed, "
+        f"{c.previously_failed} failed earlier (not retried), {c.not_images} non-image files skipped -> {result.out}",
+        file=sys.stderr,
+    )
+    if result.manifest.get("random_weights"):
+        print("radzoo extract: NOTE the model has RANDOM weights (marked in the manifest)", file=sys.stderr)
+    return result.exit_code

@@ -1,0 +1,96 @@
+"""The in-process engine: decode workers (processes) feed batched inference in this process.
+
+Workers get only the spec's ``Preprocess``; the model lives here, loaded once. At most
+``2 * workers`` batches are in flight, so memory stays bounded on any archive size and a kill
+loses at most those batches plus the rows not yet committed to a shard.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from radzoo.errors import RadzooError
+from radzoo.extract.inputs import InputItem
+from radzoo.extract.session import Session
+from radzoo.extract.work import Failure, Prepared, embed_prepared, prepare_many
+
+_WORKER: dict[str, Any] = {}
+
+
+class ExtractError(RadzooError, RuntimeError):
+    """The extraction run itself broke (not one input); committed rows remain and a rerun resumes."""
+
+
+def cpu_count() -> int:
+    """CPUs this process may use (affinity-aware)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def _init_worker(preprocess: Any, modality: str) -> None:
+    # one thread per decode worker: oversubscription is the biggest slowdown on small machines
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER["preprocess"] = preprocess
+    _WORKER["modality"] = modality
+
+
+def _work(items: list[InputItem]) -> list[Prepared | Failure]:
+    return prepare_many(items, _WORKER["preprocess"], _WORKER["modality"])
+
+
+def _chunks(items: list[InputItem], size: int) -> Iterator[list[InputItem]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def run_local(session: Session, model: Any, items: list[InputItem], *, batch_size: int, workers: int) -> None:
+    """Process ``items`` into ``session``. ``workers=0`` decodes in this process (no pool)."""
+    output = session.ident.output
+    preprocess = model.spec.preprocess
+    modality = model.spec.modality
+    if workers == 0:
+        for chunk in _chunks(items, batch_size):
+            _consume(session, model, output, prepare_many(chunk, preprocess, modality))
+        return
+    window = 2 * workers
+    ctx = mp.get_context("spawn")  # never fork a process that holds torch/OpenMP threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(preprocess, modality)) as pool:
+        pending: deque[Future[list[Prepared | Failure]]] = deque()
+        chunks = _chunks(items, batch_size)
+        try:
+            for chunk in chunks:
+                pending.append(pool.submit(_work, chunk))
+                if len(pending) >= window:
+                    _consume(session, model, output, pending.popleft().result())
+            while pending:
+                _consume(session, model, output, pending.popleft().result())
+        except BrokenProcessPool as exc:
+            raise ExtractError(
+                "a decode worker process died (killed, out of memory or a crashing decoder); rows committed "
+                "so far are kept: rerun the same command to resume, with fewer --workers if memory is short"
+            ) from exc
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+
+
+def _consume(session: Session, model: Any, output: str, results: list[Prepared | Failure]) -> None:
+    prepared = [r for r in results if isinstance(r, Prepared)]
+    failures = [r for r in results if isinstance(r, Failure)]
+    fresh = session.accept(prepared)
+    embedded, infer_failures = embed_prepared(model, fresh, output)
+    session.record(embedded, failures + infer_failures)

@@ -1,0 +1,190 @@
+"""Parquet output: shards committed by atomic rename, an errors table, and the run manifest.
+
+Layout of an output folder::
+
+    OUT/manifest.json                 the run description (model identity, options, counts)
+    OUT/embeddings/part-*.parquet     one row per input embedded
+    OUT/errors/part-*.parquet         one row per input that failed or was skipped
+
+Each shard is written to a hidden temporary file, fsynced, then renamed into place, so a reader
+(or a resumed run) only ever sees whole shards; a killed run leaves at most a temporary file,
+which the next run deletes. ``pyarrow.dataset.dataset(OUT / "embeddings")`` reads the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from radzoo.errors import RadzooError
+
+TABLES = ("embeddings", "errors")
+MANIFEST = "manifest.json"
+_TMP_PREFIX = ".tmp-"
+
+
+class OutputError(RadzooError, OSError):
+    """The output folder cannot be written (permissions, full disk ...); the message says which file."""
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("path", pa.string()),
+            ("sha256", pa.string()),
+            ("size", pa.int64()),
+            ("mtime_ns", pa.int64()),
+            ("sop_instance_uid", pa.string()),
+            ("series_instance_uid", pa.string()),
+            ("study_instance_uid", pa.string()),
+            ("embedding", pa.list_(pa.float32(), dim)),
+            ("model", pa.string()),
+            ("revision", pa.string()),
+            ("preprocess", pa.string()),
+            ("output", pa.string()),
+            ("extracted_at", pa.timestamp("us", tz="UTC")),
+            ("run_id", pa.string()),
+        ]
+    )
+
+
+ERRORS_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("error_type", pa.string()),
+        ("message", pa.string()),
+        ("skipped", pa.bool_()),  # True: not an image, found while walking a folder (not a failure)
+        ("model", pa.string()),
+        ("revision", pa.string()),
+        ("preprocess", pa.string()),
+        ("output", pa.string()),
+        ("extracted_at", pa.timestamp("us", tz="UTC")),
+        ("run_id", pa.string()),
+    ]
+)
+
+
+def prepare_out(out: Path) -> None:
+    """Create the folder layout and delete temporary files left by a killed run."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in TABLES:
+            folder = out / name
+            folder.mkdir(exist_ok=True)
+            for tmp in folder.glob(_TMP_PREFIX + "*"):
+                tmp.unlink()
+        probe = out / f"{_TMP_PREFIX}probe-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write to output folder {out}: {exc.strerror or exc}") from exc
+
+
+class ShardWriter:
+    """Buffers rows of one table and commits them as whole Parquet shards."""
+
+    def __init__(self, folder: Path, schema: pa.Schema, run_id: str) -> None:
+        self.folder = folder
+        self.schema = schema
+        self.run_id = run_id
+        self._rows: list[dict[str, Any]] = []
+        self._seq = 0
+        self.committed = 0
+        self.shards: list[Path] = []
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, rows: Sequence[dict[str, Any]]) -> None:
+        self._rows.extend(rows)
+
+    def flush(self) -> Path | None:
+        """Write buffered rows as one shard (atomic rename). No-op when empty."""
+        if not self._rows:
+            return None
+        table = pa.Table.from_pylist(self._rows, schema=self.schema)
+        name = f"part-{self.run_id}-{self._seq:05d}.parquet"
+        final = self.folder / name
+        tmp = self.folder / f"{_TMP_PREFIX}{name}"
+        try:
+            with open(tmp, "wb") as fh:
+                pq.write_table(table, fh, compression="zstd")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(self.folder)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise OutputError(
+                f"cannot write shard {final} ({len(self._rows)} rows kept in memory were lost): "
+                f"{exc.strerror or exc}; free disk space or fix permissions, then rerun the same command to resume"
+            ) from exc
+        self._seq += 1
+        self.committed += len(self._rows)
+        self.shards.append(final)
+        self._rows = []
+        return final
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_table(out: Path, name: str, columns: list[str] | None = None) -> pa.Table | None:
+    """All committed shards of one table (temporary files excluded), or None when there are none."""
+    folder = out / name
+    if not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.glob("part-*.parquet"))
+    if not files:
+        return None
+    try:
+        return pa.concat_tables([pq.read_table(f, columns=columns) for f in files], promote_options="default")
+    except (OSError, pa.ArrowException) as exc:
+        raise OutputError(f"cannot read existing output shards in {folder}: {exc}") from exc
+
+
+def read_manifest(out: Path) -> dict[str, Any] | None:
+    path = out / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"cannot read {path}: {exc}; move it away to start a new output folder") from exc
+
+
+def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    """Atomic replace of ``manifest.json``."""
+    path = out / MANIFEST
+    tmp = out / f"{_TMP_PREFIX}{MANIFEST}.{uuid.uuid4().hex}"
+    try:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time plus a random suffix."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
