@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
     p.add_argument("checkpoint", type=Path, help="the original file (graph_ct: the PATCH checkpoint)")
     p.add_argument("--out", required=True, type=Path, help="artifact directory to create")
     p.add_argument("--graph", type=Path, help="graph_ct: the GRAPH checkpoint")
-    p.add_argument("--arch", help="moco_cxr: trunk (resnet18, resnet50, densenet121); must match the file's own")
+    p.add_argument("--arch", help="moco_cxr: trunk (resnet18, resnet50, densenet121, mnasnet1_0); must match the file's own")
     p.add_argument("--name", help="model name recorded in the artifact (default: the registry name)")
     p.add_argument("--keep-head", action="store_true", help="moco_cxr / graph_ct: keep the 128-d MoCo projection head")
     p.add_argument("--tokenizer", type=Path, help="prior_full / lovt: tokenizer directory (vocab must match)")
