@@ -6,6 +6,8 @@ folder skips inputs already embedded by the same model revision and preprocessin
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from radzoo.extract.session import Counts, Session
 from radzoo.extract.state import identity_of
 
 ENGINES = ("local", "ray")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -105,6 +109,7 @@ def extract(
     pseudonym_secret: bytes | str | None = None,
     files_from: Iterable[str | os.PathLike[str]] = (),
     quiet: bool = False,
+    segmenter: str = "auto",
 ) -> ExtractResult:
     """Embed every image under ``inputs`` into ``out`` (Parquet shards + errors table + manifest).
 
@@ -115,6 +120,12 @@ def extract(
     ``threads``: inference threads (default: all cores). ``engine="ray"`` runs on Ray Data
     (local Ray, or the cluster at ``address``). ``pseudonym_secret``: HMAC paths, UIDs and file
     hashes in the output. Per-file failures go to the errors table; check ``result.ok``.
+
+    CT models (graph-CT) take NIfTI, MHA/NRRD files, DICOM series folders and .zip files of one
+    series: one row per volume/series with the ``subject`` embedding (or ``node`` / ``patch``
+    flattened to 581*128) and QA columns; volumes without lungs or failing QA go to the errors
+    table. They run one volume at a time in this process (``workers`` and ``batch_size`` do not
+    apply; ``segmenter`` picks the lung segmenter).
     """
     from radzoo.extract.local import cpu_count, run_local
 
@@ -127,6 +138,7 @@ def extract(
     if flush_interval <= 0:
         raise InputError(f"flush_interval must be > 0 seconds, got {flush_interval}")
     cores = cpu_count()
+    user_workers = workers
     if workers is None:
         workers = max(1, min(cores - 1, 8))
     if workers < 0:
@@ -146,20 +158,30 @@ def extract(
         if engine == "ray":
             raise InputError("engine='ray' needs a model name or artifact folder: Ray actors load their own copy")
         zmodel = model
-    if zmodel.spec.modality != "cxr" or zmodel.spec.preprocess.input != "image2d":
+    volumes = zmodel.spec.modality == "ct"
+    if volumes:
+        _check_ct_options(zmodel, engine, user_workers, segmenter)
+    elif zmodel.spec.modality != "cxr" or zmodel.spec.preprocess.input != "image2d":
         raise CapabilityError(
             f"model {zmodel.name!r} is a {zmodel.spec.modality} model; batch extraction supports 2D chest X-ray "
-            "models only in this version (CT volumes: radzoo.ct)"
+            "and graph-CT models"
         )
     ident = identity_of(zmodel, output)
-    found = discover(inputs, files_from)
+    if volumes:
+        from radzoo.extract.ct_work import ct_output_dim
+        from radzoo.extract.volumes import discover_volumes
+
+        ident = dataclasses.replace(ident, dim=ct_output_dim(zmodel, ident.output))
+        found = discover_volumes(inputs, files_from)
+    else:
+        found = discover(inputs, files_from)
     options = {
         "model": os.fspath(model) if isinstance(model, (str, os.PathLike)) else zmodel.name,
         "output": ident.output,
         "random_weights": ident.random_weights,
         "inputs": [os.fspath(i) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)],
         "batch_size": batch_size,
-        "workers": workers,
+        "workers": None if volumes else workers,
         "threads": threads,
         "runtime": zmodel.runtime.name,
         "device": str(zmodel.device),
@@ -168,6 +190,9 @@ def extract(
         "retry_failed": retry_failed,
         "shard_size": shard_size,
     }
+    if volumes:
+        options["segmenter"] = segmenter
+        options["batch_size"] = None
     if pseudonym_secret is not None:
         options["inputs"] = ["<pseudonymized>"]
     session = Session(
@@ -179,11 +204,16 @@ def extract(
         shard_size=shard_size,
         flush_interval=flush_interval,
         quiet=quiet,
+        volumes=volumes,
     )
     status = "failed"
     try:
         todo = session.todo(found.items, found.problems)
-        if engine == "local":
+        if volumes and engine == "local":
+            from radzoo.extract.local import run_volumes
+
+            run_volumes(session, zmodel, todo, segmenter=segmenter)
+        elif engine == "local":
             run_local(session, zmodel, todo, batch_size=batch_size, workers=workers)
         else:
             from radzoo.extract.ray_engine import run_ray
@@ -201,3 +231,26 @@ def extract(
             session.finish(status)
     manifest = session.finish(status)
     return ExtractResult(Path(out), session.counts, manifest)
+
+
+def _check_ct_options(zmodel: Any, engine: str, workers: int | None, segmenter: str) -> None:
+    """Refuse what a CT run cannot honour; say what is ignored."""
+    if zmodel.spec.method != "graphct":
+        raise CapabilityError(f"model {zmodel.name!r} is a {zmodel.spec.method} CT model; batch extraction of CT "
+                              "volumes supports graph-CT models")
+    if zmodel.runtime.name != "torch":
+        raise CapabilityError(f"CT models run on the torch runtime only (got {zmodel.runtime.name!r}); "
+                              "drop --runtime onnx")
+    from radzoo.ct import get_segmenter
+
+    get_segmenter(segmenter)  # an unknown name fails now, not once per volume
+    if engine == "ray":
+        raise CapabilityError(
+            "engine='ray' does not support CT models in this version: CT volumes run one at a time in this "
+            "process (engine='local'); to spread an archive over machines, split the inputs into several runs"
+        )
+    how = "volumes are processed one at a time in this process (bounded memory)"
+    if workers:
+        log.warning("radzoo extract: --workers=%d does not apply to CT models: %s", workers, how)
+    else:
+        log.info("radzoo extract: CT model: %s; --workers does not apply", how)

@@ -13,14 +13,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Embed every image under INPUT (files, folders recursively, globs, @file-list) into OUT: "
             "OUT/embeddings/*.parquet (one row per image), OUT/errors/*.parquet and OUT/manifest.json. "
-            "Rerun the same command to resume. Exit codes: 0 all done, 3 some inputs failed "
+            "Rerun the same command to resume. CT models (graph-CT) take NIfTI/MHA/NRRD files, DICOM series "
+            "folders and .zip files of one series: one row per volume/series (subject embedding + QA columns), "
+            "processed one at a time in this process. Exit codes: 0 all done, 3 some inputs failed "
             "(see the errors table), 1 the run could not proceed."
         ),
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders, globs or @list.txt (one path per line)")
     p.add_argument("--model", required=True, help="zoo name or artifact folder")
     p.add_argument("--out", required=True, help="output folder (created; reused to resume)")
-    p.add_argument("--output", default=None, help="model output head (default: the model's default)")
+    p.add_argument("--output", default=None,
+                   help="model output head (default: the model's default; CT: subject, or node/patch stored "
+                        "flattened as 581*128 floats)")
     p.add_argument("--random-weights", action="store_true",
                    help="build the registry model with random weights (offline smoke runs; marked in the manifest)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -37,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="HMAC paths, UIDs and file hashes with the secret in this file "
                         "(or set RADZOO_PSEUDONYM_KEY); never pass secrets on the command line")
     p.add_argument("--files-from", action="append", default=[], metavar="LIST", help="file with one input path per line")
+    p.add_argument("--segmenter", default="auto", choices=("auto", "threshold", "lungmask"),
+                   help="lung segmenter for CT models (auto: lungmask when installed, else threshold)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=_run)
 
@@ -64,6 +70,7 @@ def _run(args: argparse.Namespace) -> int:
         pseudonym_secret=read_secret(args.pseudonymize_key_file),
         files_from=args.files_from,
         quiet=args.quiet,
+        segmenter=args.segmenter,
     )
     c = result.counts
     print(

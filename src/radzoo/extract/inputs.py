@@ -21,12 +21,19 @@ _GLOB_CHARS = set("*?[")
 
 @dataclass(frozen=True)
 class InputItem:
-    """One file to embed. ``path`` is absolute; size and mtime feed the resume check."""
+    """One input to embed. ``path`` is absolute; size and mtime feed the resume check.
+
+    ``kind``: ``"file"`` (a 2D image file), ``"volume"`` (one-file CT volume: NIfTI, MHA/NRRD,
+    zipped series), ``"series"`` (a folder of DICOM slices: ``members`` lists them; size is their
+    sum, mtime the newest of them and the folder) or ``"other"`` (not a volume; CT runs only).
+    """
 
     path: str
     size: int
     mtime_ns: int
     from_walk: bool = False
+    kind: str = "file"
+    members: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -94,3 +94,25 @@ def _consume(session: Session, model: Any, output: str, results: list[Prepared |
     fresh = session.accept(prepared)
     embedded, infer_failures = embed_prepared(model, fresh, output)
     session.record(embedded, failures + infer_failures)
+
+
+def run_volumes(session: Session, model: Any, items: list[InputItem], *, segmenter: Any = "auto") -> None:
+    """CT items, one at a time in this process: hash (resume check), then graph-CT features.
+
+    A volume costs tens of seconds and hundreds of MB, so there is no decode pool and no batching:
+    memory stays bounded by one volume, and each finished volume is recorded before the next."""
+    from radzoo.extract.ct_work import embed_volume, hash_volume, not_a_volume
+
+    output = session.ident.output
+    for item in items:
+        if item.kind == "other":
+            session.record([], [not_a_volume(item)])
+            continue
+        hashed = hash_volume(item)
+        if isinstance(hashed, Failure):
+            session.record([], [hashed])
+            continue
+        if not session.accept([hashed]):
+            continue
+        embedded, failures = embed_volume(model, item, hashed, output, segmenter=segmenter)
+        session.record(embedded, failures)

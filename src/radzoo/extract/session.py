@@ -46,6 +46,7 @@ class Session:
     shard_size: int = 1024
     flush_interval: float = 30.0
     quiet: bool = False
+    volumes: bool = False  # CT model: one row per volume/series with QA columns
     run_id: str = field(default_factory=sink.new_run_id)
     counts: Counts = field(default_factory=Counts)
 
@@ -55,7 +56,8 @@ class Session:
         key = self.pseudonymizer.fingerprint if self.pseudonymizer else None
         check_compatible(self.previous, self.ident, key)
         self.state: ResumeState = load_state(self.out, self.ident)
-        self.rows = sink.ShardWriter(self.out / "embeddings", sink.embeddings_schema(self.ident.dim), self.run_id)
+        schema = sink.ct_embeddings_schema(self.ident.dim) if self.volumes else sink.embeddings_schema(self.ident.dim)
+        self.rows = sink.ShardWriter(self.out / "embeddings", schema, self.run_id)
         self.errors = sink.ShardWriter(self.out / "errors", sink.ERRORS_SCHEMA, self.run_id)
         self.started = _now()
         self._last_flush = time.monotonic()
@@ -118,6 +120,7 @@ class Session:
                     "output": self.ident.output,
                     "extracted_at": now,
                     "run_id": self.run_id,
+                    **self._extra(p),
                 }
             )
             self.state.done.add((rows[-1]["path"], rows[-1]["sha256"]))
@@ -127,6 +130,14 @@ class Session:
         self._tick(len(embedded) + len(failures))
         if len(self.rows) + len(self.errors) >= self.shard_size or time.monotonic() - self._last_flush >= self.flush_interval:
             self.flush()
+
+    def _extra(self, p: Prepared) -> dict[str, Any]:
+        extra = dict(p.extra or {})
+        if self.pseudonymizer:  # free text (QA warnings) must not leak the input path
+            for k, v in extra.items():
+                if isinstance(v, str):
+                    extra[k] = v.replace(p.path, f"<{self.stored(p.path)}>")
+        return extra
 
     def _error(self, path: str, size: int | None, mtime: int | None, etype: str, message: str, *, skipped: bool) -> None:
         if skipped:
@@ -215,7 +226,7 @@ class Session:
             return
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=total, unit="img", file=sys.stderr, desc="extract", dynamic_ncols=True, mininterval=1.0)
+        self._bar = tqdm(total=total, unit="volume" if self.volumes else "img", file=sys.stderr, desc="extract", dynamic_ncols=True, mininterval=1.0)
 
     def _tick(self, n: int) -> None:
         if self._bar is not None and n:

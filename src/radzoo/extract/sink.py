@@ -56,6 +56,26 @@ def embeddings_schema(dim: int) -> pa.Schema:
     )
 
 
+#: extra columns of a CT row (graph-CT QA; rows exist only for volumes that passed QA)
+CT_COLUMNS = [
+    ("qa_passed", pa.bool_()),
+    ("lung_volume_ml", pa.float64()),
+    ("right_lung_ml", pa.float64()),
+    ("left_lung_ml", pa.float64()),
+    ("registration_dice", pa.float64()),  # lung-mask Dice of the affine atlas registration
+    ("registration_mattes_mi", pa.float64()),  # final Mattes mutual information (lower is better)
+    ("patches_in_lung_fraction", pa.float64()),
+    ("qa_warnings", pa.string()),  # "; "-joined
+    ("qa", pa.string()),  # the whole QA report as JSON (timings, registration summary, segmenter)
+]
+
+
+def ct_embeddings_schema(dim: int) -> pa.Schema:
+    """The embeddings table of a CT model: one row per volume/series, QA columns appended."""
+    base = embeddings_schema(dim)
+    return pa.schema(list(base) + [pa.field(name, kind) for name, kind in CT_COLUMNS])
+
+
 ERRORS_SCHEMA = pa.schema(
     [
         ("path", pa.string()),

@@ -26,10 +26,11 @@ class Prepared:
     sha256: str
     size: int
     mtime_ns: int
-    pixels: np.ndarray  # float32 (C, H, W), the model input
+    pixels: np.ndarray  # float32 (C, H, W), the model input (empty for CT volumes, read at embedding time)
     sop_instance_uid: str | None = None
     series_instance_uid: str | None = None
     study_instance_uid: str | None = None
+    extra: dict[str, Any] | None = None  # model-kind specific columns (CT: QA), merged into the row
 
 
 @dataclass
@@ -63,10 +64,10 @@ def prepare_item(item: InputItem, preprocess: Any, modality: str = "cxr") -> Pre
     except OSError as exc:
         return Failure(item.path, size, mtime, type(exc).__name__, f"cannot read {item.path}: {exc.strerror or exc}")
     try:
-        from radzoo.io import _source
+        from radzoo.io import describe_unknown, sniff_format
 
-        if item.from_walk and _source.sniff(data) == "unknown":
-            return Failure(item.path, size, mtime, "NotAnImage", f"{item.path}: {_source.describe_unknown(data)}", True)
+        if item.from_walk and sniff_format(data) == "unknown":
+            return Failure(item.path, size, mtime, "NotAnImage", f"{item.path}: {describe_unknown(data)}", True)
         from radzoo.io import read_image
         from radzoo.io.transforms import make_transform
         from radzoo.zoo.inputs import check_modality

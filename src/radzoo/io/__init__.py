@@ -7,6 +7,8 @@ Public API::
     read_dicom_values(source, *, frame=0, max_pixels=...) -> np.ndarray   # HU for CT
     read_volume(source, *, modality="CT", series_uid=None, irregular="resample", ...) -> Volume
     resample(volume, spacing=(1, 1, 1), interpolator="bspline", default_value=-1024, size_rule="graphct") -> Volume
+    sniff_format(data) -> "png" | "jpeg" | "dicom" | "unknown"   # by content, never the extension
+    describe_unknown(data) -> str                                  # what a non-image file looks like
     transforms.make_transform(preprocess) -> callable
     preprocess_image(image_or_array, preprocess) -> torch.Tensor
     preprocess_batch(images, preprocess) -> torch.Tensor
@@ -16,6 +18,8 @@ Heavy dependencies (pydicom, Pillow, SimpleITK, torch) are imported lazily, insi
 
 from __future__ import annotations
 
+from radzoo.io._source import describe_unknown
+from radzoo.io._source import sniff as sniff_format
 from radzoo.io.errors import ImageReadError, ReadError, TransformError, VolumeReadError
 from radzoo.io.image import DEFAULT_MAX_PIXELS, Image, read_dicom_values, read_image
 from radzoo.io.transforms import make_transform, preprocess_batch, preprocess_image
@@ -29,6 +33,7 @@ __all__ = [
     "TransformError",
     "Volume",
     "VolumeReadError",
+    "describe_unknown",
     "make_transform",
     "preprocess_batch",
     "preprocess_image",
@@ -36,4 +41,5 @@ __all__ = [
     "read_image",
     "read_volume",
     "resample",
+    "sniff_format",
 ]
