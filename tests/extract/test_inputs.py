@@ -46,3 +46,12 @@ def test_problems_are_reported_not_raised(tmp_path: Path) -> None:
 def test_no_inputs_is_a_clear_error() -> None:
     with pytest.raises(InputError, match="no inputs"):
         discover([])
+
+
+def test_default_decode_workers_leave_small_cpu_machines_to_inference() -> None:
+    from radzoo.extract.api import default_workers
+
+    assert default_workers(2, "cpu") == 0  # measured: inline beats a decode process on 2 cores
+    assert default_workers(4, "cpu") == 0
+    assert default_workers(16, "cpu") == 4
+    assert default_workers(64, "cpu") == 8

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--random-weights", action="store_true",
                    help="build the registry model with random weights (offline smoke runs; marked in the manifest)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--workers", type=int, default=None, help="decode processes (default: spare cores, >= 1; 0 = inline)")
+    p.add_argument("--workers", type=int, default=None, help="decode processes; 0 = inline (default: inline on CPU machines of <= 4 cores, else cores/4; on GPU, spare cores)")
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
     p.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
