@@ -80,3 +80,32 @@ def test_cli_ground(prior_dir: Path, nih_images, tmp_path: Path, capsys) -> None
     assert np.load(tmp_path / "h.npy").shape == (512, 512)
     rc = main(["ground", str(tmp_path / "missing.png"), "Edema", "--model", str(prior_dir), "--out", str(out)])
     assert rc == 1 and "does not exist" in capsys.readouterr().err
+
+
+def test_prior_literal_token_map(prior_model, nih_images) -> None:
+    """``method="tokens"``: the 2x2 (tiny; 7x7 at full size) token-vs-prompt map, equal to a
+    direct computation of the sigmoid cross-attention between the image tokens and the prompt."""
+    g = prior_model.ground(nih_images[0], "Pleural Effusion is observed", method="tokens")
+    assert g.method == "prior-tokens"
+    assert g.grid.shape == (2, 2) and g.heatmap.shape == (512, 512)
+    net = prior_model.net
+    batch = prior_model.transform(g.pixels)[None]
+    from radzoo.zeroshot.classify import encode_prompts
+
+    emb, _ = encode_prompts(prior_model, ["Pleural Effusion is observed"], "ground")
+    with torch.inference_mode():
+        local = net.encode_image(batch)["local"][0]  # [L, E]
+        q = emb["quantized"][0]
+        ca = net.local_cross_attention
+        scale = 1.0 / float(q.shape[-1]) ** 0.5
+        a12 = torch.sigmoid((ca.query1(local) @ ca.key2(q)) * scale)  # [L]
+        a21 = torch.sigmoid((ca.key1(local) @ ca.query2(q)) * scale)  # [L]
+    expected = ((a12 + a21) / 2).view(2, 2).numpy()
+    np.testing.assert_allclose(g.grid, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(InputError, match="unknown grounding method"):
+        prior_model.ground(nih_images[0], "x", method="saliency")
+
+
+def test_token_map_is_prior_only(lovt_model, nih_images) -> None:
+    with pytest.raises(InputError, match="applies to PRIOR models only"):
+        lovt_model.ground(nih_images[0], "Pleural Effusion is observed", method="tokens")

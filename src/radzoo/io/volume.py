@@ -561,7 +561,7 @@ def resample(volume: Volume, spacing: Any = (1.0, 1.0, 1.0), interpolator: str =
     if size_rule == "graphct":
         size = (int(nx * sx / target[0]), int(ny * sy / target[1]), int((nz - 1) * sz / target[2]))
     elif size_rule == "extent":
-        size = tuple(int((n - 1) * s / t + 1e-9) + 1 for n, s, t in zip((nx, ny, nz), (sx, sy, sz), target))
+        size = tuple(int((n - 1) * s / t + 1e-9) + 1 for n, s, t in zip((nx, ny, nz), (sx, sy, sz), target, strict=True))
     else:
         raise ValueError(f"size_rule must be 'graphct' or 'extent', got {size_rule!r}")
     size = tuple(max(int(v), 1) for v in size)

@@ -42,6 +42,12 @@ def register(sub: Any) -> None:
     g.add_argument("--model", required=True, help="registry name, local zoo name or artifact directory")
     g.add_argument("--out", required=True, type=Path, help="overlay image (.png, .jpg, .pdf, .svg)")
     g.add_argument("--heatmap", type=Path, help="also save the heatmap (image-sized float32) as .npy")
+    g.add_argument(
+        "--method",
+        choices=("auto", "gradcam", "tokens"),
+        default="auto",
+        help="PRIOR: gradcam (default, spatial) or tokens (the literal 7x7 token-vs-prompt map)",
+    )
     g.add_argument("--device", default=None)
     g.set_defaults(func=_ground)
 
@@ -101,7 +107,7 @@ def _ground(args: argparse.Namespace) -> int:
     if not args.image.is_file():
         raise InputError(f"image {args.image} does not exist")
     model = zoo.load(args.model, device=args.device)
-    result = ground(model, args.image, args.text)
+    result = ground(model, args.image, args.text, method=args.method)
     title = args.text + ("  [random weights]" if model.random_init else "")
     render_overlay(result.pixels, result.heatmap, title, args.out)
     for note in result.truncated:

@@ -69,16 +69,24 @@ def to_image_grid(grid: torch.Tensor, shape: tuple[int, int], steps: Sequence[Ma
     return cur[0, 0].numpy().astype(np.float32)
 
 
-def ground(model: Any, image: Any, text: str) -> GroundingResult:
+GROUNDING_METHODS = ("auto", "gradcam", "tokens")
+
+
+def ground(model: Any, image: Any, text: str, method: str = "auto") -> GroundingResult:
     """Similarity map of ``text`` over ``image``, the same shape as the image's pixels.
 
-    PRIOR: Grad-CAM of the prompt's image-text score on the 7x7 layer4 grid (see
-    :func:`radzoo.zeroshot.prior.ground` for why not the raw token map). LoVT: per-region cosine
-    between each region and its report-attended vector after the cross-attention.
+    PRIOR: ``gradcam`` (default) is a Grad-CAM of the prompt's image-text score on the 7x7 layer4
+    grid (see :func:`radzoo.zeroshot.prior.ground` for why); ``tokens`` is the literal 7x7
+    token-vs-prompt cross-attention map in token order. LoVT: per-region cosine between each
+    region and its report-attended vector after the cross-attention (``auto`` only).
     """
     from radzoo.zoo.inputs import to_pixels
 
     rules = rules_for(model)
+    if method not in GROUNDING_METHODS:
+        raise InputError(f"unknown grounding method {method!r}; choose one of {', '.join(GROUNDING_METHODS)}")
+    if method != "auto" and rules is not prior:
+        raise InputError(f"grounding method {method!r} applies to PRIOR models only; LoVT has one map (auto)")
     if not isinstance(text, str) or not text.strip():
         raise InputError("grounding needs a non-empty text")
     if isinstance(image, (list, tuple)):
@@ -89,7 +97,10 @@ def ground(model: Any, image: Any, text: str) -> GroundingResult:
     model.net.eval()
     if rules is prior:
         emb, truncated = encode_prompts(model, [text], "ground")
-        grid, details = prior.ground(model.net, batch, emb)
+        if method == "tokens":
+            grid, details = prior.token_map(model.net, batch, emb)
+        else:
+            grid, details = prior.ground(model.net, batch, emb)
     else:
         tokens, index = lovt.tokenize_reports(load_tokenizer(model), [text], max_length(model))
         with torch.inference_mode():

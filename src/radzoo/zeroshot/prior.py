@@ -87,3 +87,22 @@ def ground(net: Any, batch: torch.Tensor, text: dict[str, torch.Tensor]) -> tupl
         "global_score": float(scores["global"][0, 0].detach()),
         "local_score": float(scores["local"][0, 0].detach()),
     }
+
+
+def token_map(net: Any, batch: torch.Tensor, text: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The literal token-vs-prompt map: ``(A_img->txt + A_txt->img) / 2`` per local token, laid out
+    on the 7x7 grid in token order (token i at row i // 7, column i % 7).
+
+    Offered for fidelity with the original's local score; because of the view-without-permute
+    quirk a token is a channel slice spanning the image, so this layout is not a spatial map (the
+    default ``gradcam`` map is).
+    """
+    with torch.inference_mode():
+        image = net.encode_image(batch)
+        q = text["quantized"][:1][None]  # [1, 1, E]
+        _, _, a_img2txt, a_txt2img = net.local_cross_attention(image["local"], q)
+    values = (a_img2txt[0, :, 0] + a_txt2img[0, 0, :]) / 2  # [L]
+    side = int(round(values.numel() ** 0.5))
+    if side * side != values.numel():
+        raise ValueError(f"PRIOR has {values.numel()} local tokens: not a square grid")
+    return values.view(side, side), {"method": "prior-tokens", "local_score": float(values.mean())}

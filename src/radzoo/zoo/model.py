@@ -153,11 +153,11 @@ class ZooModel:
 
         return zero_shot(self, images, labels, prompts, **kwargs)
 
-    def ground(self, image: Any, text: str) -> Any:
+    def ground(self, image: Any, text: str, method: str = "auto") -> Any:
         """Image-sized similarity map of ``text`` over ``image`` (``radzoo.zeroshot.ground``)."""
         from radzoo.zeroshot.grounding import ground
 
-        return ground(self, image, text)
+        return ground(self, image, text, method=method)
 
     def encode_text(self, texts: Sequence[str], prompt_set: str = "") -> dict[str, torch.Tensor]:
         """Text embeddings of prompts in the model's joint space (cached per prompt set + texts)."""
