@@ -95,7 +95,7 @@ def chest_phantom(
             lung = (r2 + dz**2 <= 1.0) & (z >= centre[2] + DOME * np.clip(1.0 - r2, 0.0, None))
             sl[lung] = -850.0
         hc, ha = HEART
-        sl[sum(((c - m) / a) ** 2 for c, m, a in zip((x, y, z), hc, ha, strict=False)) <= 1.0] = 40.0
+        sl[sum(((c - m) / a) ** 2 for c, m, a in zip((x, y, z), hc, ha, strict=True)) <= 1.0] = 40.0
         sl[(x / 22.0) ** 2 + ((y - 100.0) / 20.0) ** 2 <= 1.0] = 400.0  # vertebral body
         for a, b, r in vessels:
             if min(a[2], b[2]) - r <= z.mean() <= max(a[2], b[2]) + r:

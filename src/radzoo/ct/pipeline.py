@@ -98,7 +98,7 @@ def check_ct(volume: Volume) -> None:
         raise InputError(f"{label}: modality is {modality}, not CT; graph-CT features need a chest CT")
     if volume.array.ndim != 3 or min(volume.shape) < 2:
         raise InputError(f"{label}: shape {volume.shape} is not a volume (a single slice or localizer?)")
-    extent = [n * s for n, s in zip(volume.shape[::-1], volume.spacing, strict=False)]
+    extent = [n * s for n, s in zip(volume.shape[::-1], volume.spacing, strict=True)]
     if min(extent) < 32.0:
         raise InputError(f"{label}: the volume spans only {min(extent):.1f} mm along one axis; "
                          "lung CT features need the whole chest")

@@ -111,9 +111,9 @@ def _on_grid(mask: Any, spacing: float) -> Any:
     image = sitk.Cast(mask, sitk.sitkFloat32)
     current = np.asarray(image.GetSpacing())
     factors = [int(round(spacing / s)) for s in current]
-    if all(f >= 1 and abs(f * s - spacing) < 1e-3 for f, s in zip(factors, current, strict=False)):
+    if all(f >= 1 and abs(f * s - spacing) < 1e-3 for f, s in zip(factors, current, strict=True)):
         return sitk.BinShrink(image, factors) if max(factors) > 1 else image
-    size = [max(1, int(round(n * s / spacing))) for n, s in zip(image.GetSize(), current, strict=False)]
+    size = [max(1, int(round(n * s / spacing))) for n, s in zip(image.GetSize(), current, strict=True)]
     return sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(), (spacing,) * 3,
                          image.GetDirection(), 0.0, sitk.sitkFloat32)
 
@@ -162,7 +162,7 @@ def _run_levels(fixed: Any, moving: Any, transform: Any, scales: list[float],
     iterations: list[int] = []
     stops: list[str] = []
     metric = float("nan")
-    for shrink, sigma, n_iter in zip(settings.shrink_factors, settings.smoothing_sigmas, settings.iterations, strict=False):
+    for shrink, sigma, n_iter in zip(settings.shrink_factors, settings.smoothing_sigmas, settings.iterations, strict=True):
         reg = sitk.ImageRegistrationMethod()
         reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=settings.histogram_bins)
         reg.SetMetricSamplingStrategy(reg.REGULAR)
