@@ -14,7 +14,7 @@ from radzoo.nets import build_net
 from radzoo.zoo import hub
 from radzoo.zoo.artifact import is_artifact, load_artifact, save_artifact, spec_assets
 from radzoo.zoo.model import ZooModel
-from radzoo.zoo.registry import get_spec, is_registered, list_models
+from radzoo.zoo.registry import get_spec, list_models
 from radzoo.zoo.runtime import RUNTIMES
 from radzoo.zoo.spec import ModelSpec
 
@@ -87,9 +87,7 @@ def _resolve(name_or_path: str | os.PathLike[str], revision: str | None, device:
         return load_artifact(local, device=device)
     reasons.append(f"not in the local zoo ({local})")
 
-    if not is_registered(text):
-        get_spec(text)  # raises with close-name suggestions
-    spec = get_spec(text)
+    spec = get_spec(text)  # unknown names raise with close-name suggestions
 
     if spec.hub_repo:
         rev = revision or spec.hub_revision
