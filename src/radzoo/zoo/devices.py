@@ -1,4 +1,4 @@
-"""Device selection from user input: explicit, validated, never a hard-coded ``.cuda()``."""
+"""Device selection from user input: explicit and validated; devices are never hard-coded."""
 
 from __future__ import annotations
 
