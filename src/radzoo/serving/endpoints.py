@@ -59,7 +59,6 @@ class Endpoints:
         endpoint: str = "embeddings",
     ) -> dict[str, Any]:
         """Embeddings of every usable item; failed items are reported by index, not fatal."""
-        from radzoo.io import read_image
 
         if not items:
             raise InputError("no images in the request: send at least one")
@@ -79,31 +78,8 @@ class Endpoints:
             )
         out_name = model.resolve_output(output)
 
-        tensors: list[Any] = []
-        indices: list[int] = []
-        errors: list[dict[str, Any]] = []
-        for index, item in enumerate(items):
-            try:
-                if isinstance(item, BaseException):
-                    raise item
-                image = read_image(item, max_pixels=self.settings.max_pixels)
-                tensors.append(model.prepare([image])[0])
-                indices.append(index)
-            except RadzooError as exc:
-                errors.append(item_error(index, exc))
-                # identifiers never reach the log: only a content hash and the error type
-                log.info("%s: item %d (sha256:%s) rejected: %s", endpoint, index,
-                         content_tag(item) if isinstance(item, bytes) else "-", type(exc).__name__)
-        for err in errors:
-            metrics.error(endpoint, err["type"])
-        if not tensors:
-            first = errors[0]["message"] if errors else "no usable input"
-            more = f" (and {len(errors) - 1} more, see 'errors')" if len(errors) > 1 else ""
-            raise NoUsableItemsError(f"none of the {len(items)} images could be embedded: {first}{more}", errors)
-
-        import torch
-
-        batch = torch.stack(tensors).numpy()
+        images, indices, errors = self._read_items(items, model, endpoint)
+        batch = model.prepare(images).numpy()
         embeddings = entry.embed_batch(batch, out_name)
         metrics.items_processed(model.name, endpoint, len(indices))
         data = []
@@ -155,7 +131,8 @@ class Endpoints:
             metrics.error(endpoint, err["type"])
         if not images:
             first = errors[0]["message"] if errors else "no usable input"
-            raise NoUsableItemsError(f"none of the {len(items)} images could be used: {first}", errors)
+            more = f" (and {len(errors) - 1} more, see 'errors')" if len(errors) > 1 else ""
+            raise NoUsableItemsError(f"none of the {len(items)} images could be used: {first}{more}", errors)
         return images, indices, errors
 
     def _text_model(self, model_name: str | None, what: str) -> Any:
