@@ -25,7 +25,7 @@ from radzoo import zoo
 from radzoo.nets import ImageOutput
 from radzoo.onnx.export import DEFAULT_OPSET, _export_one
 from radzoo.onnx.graphs import EMBEDDING, IMAGE_INPUT, GraphDef
-from radzoo.onnx.runtime import make_session
+from radzoo.onnx.ort_runtime import make_session
 
 
 def throughput(fn: Callable[[], object], batch: int, seconds: float, repeats: int) -> float:

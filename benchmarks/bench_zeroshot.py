@@ -16,7 +16,7 @@ import torch
 
 def main() -> None:
     from radzoo import zoo
-    from radzoo.zoo.testing import tiny_specs, write_test_vocab
+    from radzoo.zoo.tiny import tiny_specs, write_test_vocab
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=20)

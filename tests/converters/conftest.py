@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from radzoo.converters.testing import load_manifest
+from radzoo.converters.random_originals import load_manifest
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from radzoo import zoo
 from radzoo.converters import convert
-from radzoo.converters.testing import write_checkpoint
+from radzoo.converters.random_originals import write_checkpoint
 
 Q = "module.encoder_q."
 VARIANTS = [None, "pyg1.6.1-1.7.x", "pyg>=2.0"]

@@ -12,9 +12,9 @@ from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from radzoo import zoo
 from radzoo.converters import convert
-from radzoo.converters.testing import write_checkpoint
+from radzoo.converters.random_originals import write_checkpoint
 from radzoo.nets.text import build_bert
-from radzoo.zoo.testing import TINY_TEXT_CONFIG, write_test_vocab
+from radzoo.zoo.tiny import TINY_TEXT_CONFIG, write_test_vocab
 
 TINY_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
                "image_size": 224, "patch_size": 32, "hidden_act": "quick_gelu", "num_channels": 3}

@@ -15,7 +15,7 @@ from torch import nn
 
 from radzoo import zoo
 from radzoo.converters import convert
-from radzoo.converters.testing import write_checkpoint
+from radzoo.converters.random_originals import write_checkpoint
 
 QUEUE = {"module.queue": 256}
 
@@ -75,7 +75,7 @@ def test_moco_converts_and_matches_torchvision(arch: str, moco_files, tmp_path: 
     prov = config["provenance"]
     assert prov["source_file"] == path.name
     assert prov["source_sha256"] == zoo_sha(path)
-    assert prov["converter"] == "radzoo.converters.mococxr" and prov["converter_version"]
+    assert prov["converter"] == "radzoo.converters.mococxr_checkpoint" and prov["converter_version"]
     assert set(config["golden"]["outputs"]) == set(model.outputs)
     if keep_head:
         from radzoo.zoo.golden import check_golden

@@ -12,8 +12,8 @@ import torch
 
 from radzoo.cli import main
 from radzoo.converters import convert
-from radzoo.converters.checkpoint import CheckpointError, open_checkpoint
-from radzoo.converters.testing import build_state_dict, write_checkpoint
+from radzoo.converters.pickles import CheckpointError, open_checkpoint
+from radzoo.converters.random_originals import build_state_dict, write_checkpoint
 from radzoo.errors import InputError, WeightsError
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from radzoo import zoo
 from radzoo.converters.original import MIRROR_ENV, DownloadError, download, fetch_and_convert
-from radzoo.converters.testing import write_checkpoint
+from radzoo.converters.random_originals import write_checkpoint
 from radzoo.zoo.spec import Source
 
 

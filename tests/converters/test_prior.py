@@ -12,10 +12,10 @@ from helpers import clip_attention_pool, resnet50_feature_map, unit_block
 
 from radzoo import zoo
 from radzoo.converters import convert
-from radzoo.converters.testing import write_checkpoint
+from radzoo.converters.random_originals import write_checkpoint
 from radzoo.errors import InputError
 from radzoo.nets.text import build_bert
-from radzoo.zoo.testing import TINY_TEXT_CONFIG, write_test_vocab
+from radzoo.zoo.tiny import TINY_TEXT_CONFIG, write_test_vocab
 
 
 def test_prior_image_release_offers_only_the_mean_pooled_trunk(manifest, ckpt_dir: Path, tmp_path: Path, image) -> None:

@@ -9,7 +9,7 @@ from radzoo import ct, zoo
 from radzoo.ct.landmarks import load_atlas
 from radzoo.ct.resample import IsotropicSampler
 from radzoo.io import resample
-from radzoo.zoo.testing import tiny_specs
+from radzoo.zoo.tiny import tiny_specs
 
 
 @pytest.fixture(scope="module")

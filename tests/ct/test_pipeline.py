@@ -12,7 +12,7 @@ from radzoo import ct, zoo
 from radzoo.cli import main
 from radzoo.errors import CapabilityError, InputError
 from radzoo.io.volume import Volume
-from radzoo.zoo.testing import tiny_specs
+from radzoo.zoo.tiny import tiny_specs
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``tiny-random-mococxr`` saved as an artifact folder (random weights, marked as such)."""
     from radzoo import zoo
-    from radzoo.zoo.testing import tiny_specs
+    from radzoo.zoo.tiny import tiny_specs
 
     directory = tmp_path_factory.mktemp("model") / "tiny-random-mococxr"
     zoo.save(zoo.build(tiny_specs()["tiny-random-mococxr"]), directory)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from radzoo.errors import InputError
-from radzoo.extract.inputs import discover
+from radzoo.extract.discovery import discover
 
 
 def test_folder_glob_list_and_duplicates(png_subset: Path, tmp_path: Path) -> None:

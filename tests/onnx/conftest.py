@@ -10,7 +10,7 @@ import pytest
 
 from radzoo import zoo
 from radzoo.zoo.golden import compute_golden
-from radzoo.zoo.testing import tiny_specs
+from radzoo.zoo.tiny import tiny_specs
 
 TINY = sorted(tiny_specs())
 TINY_2D = [n for n in TINY if "graphct" not in n]

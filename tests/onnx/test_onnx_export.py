@@ -16,7 +16,7 @@ from radzoo import zoo
 from radzoo.errors import InputError
 from radzoo.onnx import export_artifact
 from radzoo.onnx.export import ParityError
-from radzoo.zoo.testing import tiny_specs
+from radzoo.zoo.tiny import tiny_specs
 
 EXPECTED_GRAPHS = {
     "tiny-random-mococxr": {"image_trunk", "image_proj"},

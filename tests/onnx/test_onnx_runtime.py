@@ -14,8 +14,8 @@ import torch
 from conftest import TINY_2D, TINY_TEXT
 from radzoo import zoo
 from radzoo.errors import ArtifactError, CapabilityError, InputError
-from radzoo.onnx.runtime import OnnxRuntime, onnx_runtime_for
-from radzoo.zoo.testing import tiny_specs
+from radzoo.onnx.ort_runtime import OnnxRuntime, onnx_runtime_for
+from radzoo.zoo.tiny import tiny_specs
 
 
 def _batch(model, n: int, seed: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from radzoo.cli import main
 from radzoo.errors import ArtifactError, InputError
 from radzoo.onnx import export_artifact, verify_artifact
 from radzoo.onnx.verify import ONNX_TOL, TORCH_TOL
-from radzoo.zoo.testing import tiny_specs
+from radzoo.zoo.tiny import tiny_specs
 from radzoo.zoo.weights import sha256_file
 
 

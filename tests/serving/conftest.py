@@ -28,7 +28,7 @@ STARTUP_TIMEOUT_S = 120
 def serving_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A RADZOO_HOME whose local zoo holds the tiny random-weight test models."""
     from radzoo import zoo
-    from radzoo.zoo.testing import tiny_specs, write_test_vocab
+    from radzoo.zoo.tiny import tiny_specs, write_test_vocab
 
     home = tmp_path_factory.mktemp("radzoo_home")
     specs = tiny_specs()

@@ -11,9 +11,9 @@ import pytest
 
 from radzoo.errors import InputError
 from radzoo.serving.batching import Batcher
-from radzoo.serving.config import ServeSettings
 from radzoo.serving.guard import api_key_matches
 from radzoo.serving.payloads import decode_image_string
+from radzoo.serving.settings import ServeSettings
 
 
 def test_settings_from_env_file_and_round_trip(tmp_path):

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from radzoo.errors import ArtifactError, WeightsError
-from radzoo.training.checkpoint import has_training_state, load_training_state, save_training_state
 from radzoo.training.momentum import NegativeQueue
+from radzoo.training.resume import has_training_state, load_training_state, save_training_state
 
 
 class _Tiny(nn.Module):

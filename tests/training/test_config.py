@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from radzoo.training.config import (
+from radzoo.training.hparams import (
     ConfigError,
     MoCoCXRConfig,
     config_dict,

@@ -59,8 +59,8 @@ def test_augment_matches_the_spec_and_is_seeded(nih_paths):
     from radzoo.zoo.registry import get_spec
 
     spec = get_spec("mococxr_resnet18")
-    from radzoo.training.config import MoCoCXRConfig
-    from radzoo.training.methods.mococxr import trained_spec
+    from radzoo.training.hparams import MoCoCXRConfig
+    from radzoo.training.methods.mococxr_pretraining import trained_spec
 
     served = make_transform(trained_spec(MoCoCXRConfig(image_size=64), "x").preprocess)(pixels)
     torch.testing.assert_close(plain, served)

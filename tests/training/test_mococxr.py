@@ -20,8 +20,13 @@ from radzoo.errors import ArtifactError, InputError
 from radzoo.io import read_image
 from radzoo.nets.mococxr import MoCoCXRNet
 from radzoo.training.augment import MoCoCXRAugment
-from radzoo.training.config import MoCoCXRConfig, resolve_config
-from radzoo.training.methods.mococxr import MoCo, checkpoint_dir, initial_encoder, train_mococxr
+from radzoo.training.hparams import MoCoCXRConfig, resolve_config
+from radzoo.training.methods.mococxr_pretraining import (
+    MoCo,
+    checkpoint_dir,
+    initial_encoder,
+    train_mococxr,
+)
 
 from .conftest import TINY
 

@@ -9,7 +9,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def vocab_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from radzoo.zoo.testing import write_test_vocab
+    from radzoo.zoo.tiny import write_test_vocab
 
     return write_test_vocab(tmp_path_factory.mktemp("zs") / "vocab")
 
@@ -17,7 +17,7 @@ def vocab_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _artifact(name: str, vocab: Path, root: Path) -> Path:
     from radzoo import zoo
     from radzoo.zeroshot.prompts import zero_shot_section
-    from radzoo.zoo.testing import tiny_specs
+    from radzoo.zoo.tiny import tiny_specs
 
     spec = tiny_specs()[name]
     model = zoo.build(spec, tokenizer=vocab, seed=3)

@@ -201,7 +201,7 @@ def test_non_cxr_input_is_refused(prior_model, shared_data: Path) -> None:
 
 def test_models_without_text_tower_say_so(vocab_dir: Path) -> None:
     from radzoo import zoo
-    from radzoo.zoo.testing import tiny_specs
+    from radzoo.zoo.tiny import tiny_specs
 
     igcl = zoo.build(tiny_specs()["tiny-random-igcl"])
     with pytest.raises(CapabilityError, match="RadGraph graph prompt"):
@@ -219,7 +219,7 @@ def test_models_without_text_tower_say_so(vocab_dir: Path) -> None:
 
 def test_missing_tokenizer_is_a_clear_error() -> None:
     from radzoo import zoo
-    from radzoo.zoo.testing import tiny_specs
+    from radzoo.zoo.tiny import tiny_specs
 
     model = zoo.build(tiny_specs()["tiny-random-prior"])  # no tokenizer=
     with pytest.raises(CapabilityError, match="no tokenizer"):

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from radzoo import zoo
 from radzoo.errors import ArtifactError, DeviceError, InputError, SchemaVersionError, WeightsError
 from radzoo.zoo.spec import SCHEMA_VERSION
-from radzoo.zoo.testing import tiny_specs
+from radzoo.zoo.tiny import tiny_specs
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from radzoo.errors import ModelNotFoundError
 from radzoo.nets import build_net
 from radzoo.zoo.golden import input_shape
 from radzoo.zoo.spec import ModelSpec
-from radzoo.zoo.testing import tiny_specs
+from radzoo.zoo.tiny import tiny_specs
 
 REGISTRY = zoo.list_models()
 

@@ -22,13 +22,13 @@ from radzoo.errors import InputError
 
 #: format name -> (module, function) that returns a ``Converted``
 FORMATS: dict[str, tuple[str, str]] = {
-    "moco_cxr": ("radzoo.converters.mococxr", "convert"),
-    "prior": ("radzoo.converters.prior", "convert"),
-    "prior_image": ("radzoo.converters.prior", "convert_image"),
-    "prior_full": ("radzoo.converters.prior", "convert_full"),
-    "lovt": ("radzoo.converters.lovt", "convert"),
-    "igcl": ("radzoo.converters.igcl", "convert"),
-    "graph_ct": ("radzoo.converters.graphct", "convert"),
+    "moco_cxr": ("radzoo.converters.mococxr_checkpoint", "convert"),
+    "prior": ("radzoo.converters.prior_checkpoint", "convert"),
+    "prior_image": ("radzoo.converters.prior_checkpoint", "convert_image"),
+    "prior_full": ("radzoo.converters.prior_checkpoint", "convert_full"),
+    "lovt": ("radzoo.converters.lovt_checkpoint", "convert"),
+    "igcl": ("radzoo.converters.igcl_checkpoint", "convert"),
+    "graph_ct": ("radzoo.converters.graphct_checkpoint", "convert"),
 }
 
 
@@ -58,7 +58,7 @@ def convert(
     fmt: str, checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *, overwrite: bool = False, **options: Any
 ) -> Path:
     """Convert ``checkpoint`` (format ``fmt``) into the artifact directory ``out`` (atomic)."""
-    from radzoo.converters.result import write_converted
+    from radzoo.converters.conversion import write_converted
 
     return write_converted(converted(fmt, checkpoint, **options), out, overwrite=overwrite)
 

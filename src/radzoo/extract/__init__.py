@@ -9,7 +9,7 @@ volumes and DICOM series (``volumes.discover_volumes``) through ``ct_work``, one
 from __future__ import annotations
 
 from radzoo.extract.api import ENGINES, ExtractResult, extract, open_model
-from radzoo.extract.inputs import Discovery, InputItem, Problem, discover
+from radzoo.extract.discovery import Discovery, InputItem, Problem, discover
 from radzoo.extract.pseudonym import Pseudonymizer
 from radzoo.extract.sink import OutputError, read_table
 from radzoo.extract.volumes import discover_volumes

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from radzoo.errors import CapabilityError, InputError
-from radzoo.extract.inputs import discover
+from radzoo.extract.discovery import discover
 from radzoo.extract.pseudonym import Pseudonymizer
 from radzoo.extract.session import Counts, Session
 from radzoo.extract.state import identity_of
@@ -66,7 +66,7 @@ def open_model(
         built = zoo.build(text, seed=seed, device=device)
         if runtime == "onnx":
             try:
-                from radzoo.onnx.runtime import onnx_runtime_for
+                from radzoo.onnx.ort_runtime import onnx_runtime_for
             except ModuleNotFoundError as exc:
                 raise CapabilityError("the ONNX runtime is not available in this radzoo build") from exc
             built.use_runtime(onnx_runtime_for(built, **onnx_options))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from radzoo.errors import InputError
-from radzoo.extract.inputs import InputItem
+from radzoo.extract.discovery import InputItem
 from radzoo.extract.work import Failure, Prepared
 
 #: outputs of a graph-CT model and how a row stores them

@@ -16,7 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from radzoo.errors import RadzooError
-from radzoo.extract.inputs import InputItem
+from radzoo.extract.discovery import InputItem
 from radzoo.extract.session import Session
 from radzoo.extract.work import Failure, Prepared, embed_prepared, prepare_many
 

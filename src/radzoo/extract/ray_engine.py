@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from radzoo.errors import InputError
-from radzoo.extract.inputs import InputItem
+from radzoo.extract.discovery import InputItem
 from radzoo.extract.session import Session
 from radzoo.extract.work import Failure, Prepared, embed_prepared, prepare_item
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from radzoo import __version__
 from radzoo.extract import sink
-from radzoo.extract.inputs import InputItem, Problem
+from radzoo.extract.discovery import InputItem, Problem
 from radzoo.extract.pseudonym import Pseudonymizer
 from radzoo.extract.state import ModelIdentity, ResumeState, check_compatible, load_state
 from radzoo.extract.work import Failure, Prepared

@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from radzoo.extract.inputs import Discovery, InputItem, Problem, discover
+from radzoo.extract.discovery import Discovery, InputItem, Problem, discover
 
 _NIFTI_MAGIC = (b"n+1\x00", b"ni1\x00")
 HEAD_BYTES = 1024
@@ -64,7 +64,7 @@ def discover_volumes(
     inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
     files_from: Iterable[str | os.PathLike[str]] = (),
 ) -> Discovery:
-    """Expand ``inputs`` like :func:`radzoo.extract.inputs.discover`, then group DICOM slices into
+    """Expand ``inputs`` like :func:`radzoo.extract.discovery.discover`, then group DICOM slices into
     one item per folder. Items come in discovery order (series at their first slice)."""
     files = discover(inputs, files_from)
     found = Discovery(problems=list(files.problems))

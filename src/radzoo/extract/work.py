@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from radzoo.extract.inputs import InputItem
+from radzoo.extract.discovery import InputItem
 
 
 @dataclass
@@ -70,7 +70,7 @@ def prepare_item(item: InputItem, preprocess: Any, modality: str = "cxr") -> Pre
             return Failure(item.path, size, mtime, "NotAnImage", f"{item.path}: {describe_unknown(data)}", True)
         from radzoo.io import read_image
         from radzoo.io.transforms import make_transform
-        from radzoo.zoo.inputs import check_modality
+        from radzoo.zoo.pixels import check_modality
 
         image = read_image(_NamedBytes(data, item.path))
         check_modality(image, modality, item.path)

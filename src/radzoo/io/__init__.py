@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from radzoo.io._source import describe_unknown
 from radzoo.io._source import sniff as sniff_format
-from radzoo.io.errors import ImageReadError, ReadError, TransformError, VolumeReadError
 from radzoo.io.image import DEFAULT_MAX_PIXELS, Image, read_dicom_values, read_image
+from radzoo.io.read_errors import ImageReadError, ReadError, TransformError, VolumeReadError
 from radzoo.io.transforms import make_transform, preprocess_batch, preprocess_image
 from radzoo.io.volume import Volume, read_volume, resample
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from radzoo.io.errors import ImageReadError
+from radzoo.io.read_errors import ImageReadError
 
 #: (center, width) used for CT slices without a VOI: HU -1024..3071, LINEAR_EXACT.
 DEFAULT_CT_WINDOW = (1023.5, 4096.0)

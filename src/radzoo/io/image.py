@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from radzoo.io import _source
-from radzoo.io.errors import ImageReadError
+from radzoo.io.read_errors import ImageReadError
 
 #: Default decompression-bomb limit: header Rows*Columns*Frames*Samples (DICOM) or W*H (PNG/JPEG).
 DEFAULT_MAX_PIXELS = 1 << 28  # 268,435,456 (e.g. 16384 x 16384)

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from radzoo.io.errors import TransformError
+from radzoo.io.read_errors import TransformError
 
 _CACHE: dict[str, Callable[[Any], Any]] = {}
 _LOCK = threading.Lock()

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from radzoo.io import _source
-from radzoo.io.errors import VolumeReadError
+from radzoo.io.read_errors import VolumeReadError
 
 DEFAULT_MAX_VOXELS = 1 << 31  # 2.1 G voxels (8 GiB as float32)
 DEFAULT_MAX_ZIP_BYTES = 8 << 30  # uncompressed size limit for zipped series (zip-bomb guard)
@@ -512,8 +512,8 @@ def _read_slice(path: Path, label: str, rows: int, cols: int) -> tuple[np.ndarra
             return arr.astype(np.float32, copy=False), "simpleitk-gdcm"
     except RuntimeError:
         pass
-    from radzoo.io.errors import ImageReadError
     from radzoo.io.image import read_dicom_values
+    from radzoo.io.read_errors import ImageReadError
 
     try:
         arr = read_dicom_values(path)

@@ -18,7 +18,7 @@ def __getattr__(name: str) -> Any:
 
         return export_artifact
     if name == "onnx_runtime_for":
-        from radzoo.onnx.runtime import onnx_runtime_for
+        from radzoo.onnx.ort_runtime import onnx_runtime_for
 
         return onnx_runtime_for
     if name == "verify_artifact":

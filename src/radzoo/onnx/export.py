@@ -188,7 +188,7 @@ def _export_one(graph: GraphDef, path: Path, opset: int) -> None:
 
 def _parity(graph: GraphDef, path: Path, device: torch.device) -> float:
     """Max abs diff between torch and onnxruntime over all parity input sets."""
-    from radzoo.onnx.runtime import make_session
+    from radzoo.onnx.ort_runtime import make_session
 
     session = make_session(path, providers=["CPUExecutionProvider"])
     worst = 0.0

@@ -128,7 +128,7 @@ def verify_artifact(
 
 
 def _verify_onnx(model: ZooModel, golden: dict[str, Any], report: VerifyReport, required: bool) -> None:
-    from radzoo.onnx.runtime import CPU, onnx_runtime_for
+    from radzoo.onnx.ort_runtime import CPU, onnx_runtime_for
     from radzoo.zoo.weights import sha256_file
 
     section = model.config.get("onnx") or {}

@@ -6,6 +6,6 @@ endpoints, error mapping) is importable without BentoML so it can be tested in-p
 
 from __future__ import annotations
 
-from radzoo.serving.config import ServeSettings
+from radzoo.serving.settings import ServeSettings
 
 __all__ = ["ServeSettings"]

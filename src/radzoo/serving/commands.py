@@ -19,7 +19,7 @@ def register(sub: Any) -> None:
         "serve",
         help="serve embeddings over HTTP (BentoML): /v1/embeddings, /embed, /models",
         description="Start the radzoo HTTP service. Every flag also has a RADZOO_* environment variable "
-        "(see radzoo.serving.config); the API key is read from RADZOO_API_KEY only, never from a flag, "
+        "(see radzoo.serving.settings); the API key is read from RADZOO_API_KEY only, never from a flag, "
         "so it does not show up in process listings.",
     )
     p.add_argument("--port", type=int, default=3000, help="TCP port (default 3000)")
@@ -50,7 +50,7 @@ _FLAG_SETTINGS = (
 
 def resolve_settings(args: argparse.Namespace, environ: dict[str, str] | None = None):  # noqa: ANN201
     """Settings from the config file and environment, overridden by the flags given."""
-    from radzoo.serving.config import CONFIG_FILE_ENV, ServeSettings
+    from radzoo.serving.settings import CONFIG_FILE_ENV, ServeSettings
 
     env = dict(os.environ if environ is None else environ)
     if args.config is not None:

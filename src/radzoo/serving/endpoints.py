@@ -16,10 +16,10 @@ import numpy as np
 
 from radzoo.errors import CapabilityError, InputError, RadzooError
 from radzoo.serving import metrics
-from radzoo.serving.config import ServeSettings
-from radzoo.serving.errors import NoUsableItemsError, PayloadTooLargeError, item_error
+from radzoo.serving.http_errors import NoUsableItemsError, PayloadTooLargeError, item_error
 from radzoo.serving.payloads import content_tag
 from radzoo.serving.pool import ModelPool, capabilities
+from radzoo.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class Endpoints:
     def _read_items(self, items: list[Item], model: Any, endpoint: str) -> tuple[list[Any], list[int], list[dict[str, Any]]]:
         """Decoded images (checked against the model's modality) plus per-item errors."""
         from radzoo.io import read_image
-        from radzoo.zoo.inputs import check_modality
+        from radzoo.zoo.pixels import check_modality
 
         if not items:
             raise InputError("no images in the request: send at least one")

@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from radzoo.serving import metrics
-from radzoo.serving.config import ServeSettings
+from radzoo.serving.settings import ServeSettings
 
 #: Probes that must answer without credentials and without taking an in-flight slot.
 PROBE_PATHS = frozenset({"/livez", "/readyz", "/healthz"})

@@ -18,7 +18,7 @@ from typing import Any
 from radzoo.errors import InputError, ModelNotFoundError
 from radzoo.serving import metrics
 from radzoo.serving.batching import Batcher
-from radzoo.serving.config import ServeSettings
+from radzoo.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class LoadedModel:
 def onnx_available() -> bool:
     """Whether the ONNX runtime module of radzoo is installed in this build."""
     try:
-        import radzoo.onnx.runtime  # noqa: F401
+        import radzoo.onnx.ort_runtime  # noqa: F401
     except ModuleNotFoundError:
         return False
     return True

@@ -1,7 +1,7 @@
 """The BentoML service: HTTP in, :class:`~radzoo.serving.endpoints.Endpoints` out.
 
 Start it with ``radzoo serve`` or ``bentoml serve radzoo.serving.service:RadzooService``; settings
-come from ``RADZOO_*`` environment variables (see :mod:`radzoo.serving.config`). This module is
+come from ``RADZOO_*`` environment variables (see :mod:`radzoo.serving.settings`). This module is
 deliberately thin: parsing, status codes and nothing else.
 """
 
@@ -21,10 +21,9 @@ from starlette.routing import Route
 
 from radzoo.errors import InputError, RadzooError
 from radzoo.serving import metrics
-from radzoo.serving.config import ServeSettings
 from radzoo.serving.endpoints import Endpoints, Item
-from radzoo.serving.errors import error_body, status_for
 from radzoo.serving.guard import RequestGuard
+from radzoo.serving.http_errors import error_body, status_for
 from radzoo.serving.payloads import decode_image_string
 from radzoo.serving.schemas import (
     EmbeddingsRequest,
@@ -34,6 +33,7 @@ from radzoo.serving.schemas import (
     ZeroShotRequest,
     ZeroShotResponse,
 )
+from radzoo.serving.settings import ServeSettings
 
 log = logging.getLogger("radzoo.serving")
 

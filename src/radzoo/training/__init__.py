@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 _EXPORTS = {
-    "MoCoCXRConfig": "radzoo.training.config",
-    "ConfigError": "radzoo.training.config",
-    "resolve_config": "radzoo.training.config",
-    "write_config": "radzoo.training.config",
-    "train_mococxr": "radzoo.training.methods.mococxr",
+    "MoCoCXRConfig": "radzoo.training.hparams",
+    "ConfigError": "radzoo.training.hparams",
+    "resolve_config": "radzoo.training.hparams",
+    "write_config": "radzoo.training.hparams",
+    "train_mococxr": "radzoo.training.methods.mococxr_pretraining",
     "TrainingError": "radzoo.training.loop",
 }
 

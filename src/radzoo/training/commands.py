@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from radzoo.training.config import CONFIGS, ConfigError, config_help
+from radzoo.training.hparams import CONFIGS, ConfigError, config_help
 
 
 def register(sub: Any) -> None:
@@ -78,8 +78,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _train_mococxr(args: argparse.Namespace) -> int:
-    from radzoo.training.config import resolve_config
-    from radzoo.training.methods.mococxr import checkpoint_dir, train_mococxr
+    from radzoo.training.hparams import resolve_config
+    from radzoo.training.methods.mococxr_pretraining import checkpoint_dir, train_mococxr
 
     config = resolve_config(CONFIGS["mococxr"], args.config, _overrides(args))
     out = train_mococxr(config, args.data, args.out, resume=args.resume, overwrite=args.overwrite)

@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from radzoo.errors import InputError
-from radzoo.zeroshot import lovt, prior
+from radzoo.zeroshot import lovt_scoring as lovt
+from radzoo.zeroshot import prior_scoring as prior
 from radzoo.zeroshot.prompts import PromptSet, prompt_sets, require_text, resolve_prompts
-from radzoo.zeroshot.result import PromptRef, ZeroShotResult
-from radzoo.zeroshot.tokenizer import load_tokenizer, max_length, tokenize
+from radzoo.zeroshot.result_types import PromptRef, ZeroShotResult
+from radzoo.zoo.text_tokenizer import load_tokenizer, max_length, tokenize
 
 _RULES: dict[str, ModuleType] = {"prior": prior, "lovt": lovt}
 

@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from radzoo.errors import CapabilityError, InputError
-from radzoo.zeroshot import lovt, prior
+from radzoo.zeroshot import lovt_scoring as lovt
+from radzoo.zeroshot import prior_scoring as prior
 from radzoo.zeroshot.classify import encode_prompts, rules_for
-from radzoo.zeroshot.result import GroundingResult
-from radzoo.zeroshot.tokenizer import load_tokenizer, max_length
+from radzoo.zeroshot.result_types import GroundingResult
+from radzoo.zoo.text_tokenizer import load_tokenizer, max_length
 
 _NON_GEOMETRIC = {"normalize", "channels", "scale", "clip", "affine"}
 
@@ -76,11 +77,11 @@ def ground(model: Any, image: Any, text: str, method: str = "auto") -> Grounding
     """Similarity map of ``text`` over ``image``, the same shape as the image's pixels.
 
     PRIOR: ``gradcam`` (default) is a Grad-CAM of the prompt's image-text score on the 7x7 layer4
-    grid (see :func:`radzoo.zeroshot.prior.ground` for why); ``tokens`` is the literal 7x7
+    grid (see :func:`radzoo.zeroshot.prior_scoring.ground` for why); ``tokens`` is the literal 7x7
     token-vs-prompt cross-attention map in token order. LoVT: per-region cosine between each
     region and its report-attended vector after the cross-attention (``auto`` only).
     """
-    from radzoo.zoo.inputs import to_pixels
+    from radzoo.zoo.pixels import to_pixels
 
     rules = rules_for(model)
     if method not in GROUNDING_METHODS:

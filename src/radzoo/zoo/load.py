@@ -15,8 +15,8 @@ from radzoo.zoo import hub
 from radzoo.zoo.artifact import is_artifact, load_artifact, save_artifact, spec_assets
 from radzoo.zoo.model import ZooModel
 from radzoo.zoo.registry import get_spec, list_models
-from radzoo.zoo.runtime import RUNTIMES
 from radzoo.zoo.spec import ModelSpec
+from radzoo.zoo.torch_runtime import RUNTIMES
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def load(
         raise InputError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     model = _resolve(name_or_path, revision, device)
     if runtime == "onnx":
-        from radzoo.onnx.runtime import onnx_runtime_for
+        from radzoo.onnx.ort_runtime import onnx_runtime_for
 
         model.use_runtime(onnx_runtime_for(model, **runtime_options))
     elif runtime_options:

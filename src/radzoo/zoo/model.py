@@ -13,8 +13,8 @@ import torch
 from radzoo.errors import CapabilityError, InputError
 from radzoo.nets.base import EncoderNet
 from radzoo.zoo.devices import resolve_device
-from radzoo.zoo.runtime import Runtime, TorchRuntime
 from radzoo.zoo.spec import ModelSpec
+from radzoo.zoo.torch_runtime import Runtime, TorchRuntime
 
 
 class ZooModel:
@@ -105,7 +105,7 @@ class ZooModel:
 
     def prepare(self, images: Iterable[Any]) -> torch.Tensor:
         """Read and preprocess images into one ``[N, C, H, W]`` float32 batch."""
-        from radzoo.zoo.inputs import to_pixels
+        from radzoo.zoo.pixels import to_pixels
 
         self._require_2d()
         tensors = [self.transform(to_pixels(item, i, self.spec.modality)) for i, item in enumerate(images)]

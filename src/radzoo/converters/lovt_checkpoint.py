@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from radzoo.converters.checkpoint import open_checkpoint, state_dict_of
+from radzoo.converters.conversion import Converted, SourceFile
+from radzoo.converters.pickles import open_checkpoint, state_dict_of
 from radzoo.converters.remap import Rule, apply_rules, require_keys
-from radzoo.converters.result import Converted, SourceFile
-from radzoo.converters.tokenizer import check_tokenizer
+from radzoo.converters.tokenizer_files import check_tokenizer
 from radzoo.zoo.registry import get_spec
 from radzoo.zoo.spec import ModelSpec
 from radzoo.zoo.weights import sha256_file

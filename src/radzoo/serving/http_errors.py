@@ -35,7 +35,7 @@ class NoUsableItemsError(InputError):
 
 def status_for(exc: BaseException) -> int:
     """HTTP status for an exception raised while handling a request."""
-    from radzoo.io.errors import ReadError
+    from radzoo.io.read_errors import ReadError
 
     if isinstance(exc, PayloadTooLargeError):
         return 413

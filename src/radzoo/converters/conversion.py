@@ -41,7 +41,7 @@ class Converted:
 
     spec: ModelSpec
     state: Mapping[str, torch.Tensor]
-    converter: str  # module path, e.g. radzoo.converters.mococxr
+    converter: str  # module path, e.g. radzoo.converters.mococxr_checkpoint
     converter_version: str
     format: str
     sources: list[SourceFile]

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from radzoo.zeroshot.tokenizer import Tokens
+from radzoo.zoo.text_tokenizer import Tokens
 
 RULE = "prior-global-local"
 LOCAL_WEIGHT = 0.5

@@ -32,12 +32,12 @@ from radzoo import __version__
 from radzoo.errors import ArtifactError, InputError, WeightsError
 from radzoo.nets.mococxr import MoCoCXRNet
 from radzoo.training.augment import MoCoCXRAugment
-from radzoo.training.checkpoint import has_training_state, load_training_state, save_training_state
-from radzoo.training.config import MoCoCXRConfig, config_dict, write_config
 from radzoo.training.data import TwoViewDataset, data_summary, find_images
+from radzoo.training.hparams import MoCoCXRConfig, config_dict, write_config
 from radzoo.training.loop import EpochStats, fit, seed_everything, step_lr
 from radzoo.training.losses import moco_info_nce
 from radzoo.training.momentum import NegativeQueue, make_key_encoder, momentum_update
+from radzoo.training.resume import has_training_state, load_training_state, save_training_state
 from radzoo.zoo.spec import ModelSpec, Preprocess
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from radzoo.converters.checkpoint import open_checkpoint, state_dict_of
+from radzoo.converters.conversion import Converted, SourceFile
+from radzoo.converters.pickles import open_checkpoint, state_dict_of
 from radzoo.converters.remap import Rule, apply_rules, require_keys
-from radzoo.converters.result import Converted, SourceFile
 from radzoo.errors import WeightsError
 from radzoo.zoo.registry import get_spec
 from radzoo.zoo.spec import ModelSpec

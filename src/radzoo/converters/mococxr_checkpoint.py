@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from radzoo.converters.checkpoint import CheckpointError, open_checkpoint, state_dict_of
+from radzoo.converters.conversion import Converted, SourceFile
+from radzoo.converters.pickles import CheckpointError, open_checkpoint, state_dict_of
 from radzoo.converters.remap import Rule, apply_rules, require_keys
-from radzoo.converters.result import Converted, SourceFile
 from radzoo.errors import InputError
 from radzoo.zoo.registry import get_spec
 from radzoo.zoo.spec import ModelSpec

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from radzoo.errors import InputError
-from radzoo.zeroshot.tokenizer import Tokens
+from radzoo.zoo.text_tokenizer import Tokens
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from radzoo.zoo.weights import sha256_file
 
 STATE = "state.safetensors"
 META = "state.json"
-FORMAT = "radzoo.training.checkpoint/1"
+FORMAT = "radzoo.training.resume/1"
 
 
 def has_training_state(directory: str | os.PathLike[str]) -> bool:
