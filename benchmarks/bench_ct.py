@@ -1,4 +1,4 @@
-"""Seconds per stage of ``radzoo.ct.extract`` on a 512 x 512 x 300 chest phantom.
+"""Seconds per stage of ``radzoo.ct.features`` on a 512 x 512 x 300 chest phantom.
 
 Run: ``python benchmarks/bench_ct.py [--repeats 1] [--shape 300 512 512] [--spacing 0.7 0.7 1.0]``
 
@@ -15,6 +15,8 @@ import json
 import os
 import time
 
+import radzoo
+
 ORIGINAL_REGISTRATION_S = 420.0
 GOAL_TOTAL_S = 60.0
 
@@ -27,16 +29,16 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     args = ap.parse_args()
 
-    from radzoo import ct, zoo
+    from radzoo import ct
 
-    model = zoo.build("graphct_copdgene")  # random weights: same architecture and cost
+    model = radzoo.build("graphct_copdgene")  # random weights: same architecture and cost
     t0 = time.perf_counter()
     volume = ct.chest_phantom(shape=args.shape, spacing=args.spacing)
     print(f"phantom {volume.shape} spacing {volume.spacing}: built in {time.perf_counter() - t0:.1f} s "
           f"(not counted); cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}")
     for r in range(args.repeats):
         t0 = time.perf_counter()
-        feats = ct.extract(volume, model, segmenter="threshold", batch_size=args.batch_size)
+        feats = ct.features(volume, model, segmenter="threshold", batch_size=args.batch_size)
         total = time.perf_counter() - t0
         stages = dict(feats.qa["timings_s"])
         stages["total"] = round(total, 2)

@@ -3,7 +3,7 @@
 ResNet-50 at 224 px (``prior_resnet50``, random weights, 1 channel): images/s of
 
 * model only: ``model.embed_batch`` on already preprocessed batches (the ceiling);
-* end to end: ``radzoo.extract.extract`` on the 201 shared NIH PNGs (512 px), and on the same
+* end to end: ``radzoo.extract.extract_features`` on the 201 shared NIH PNGs (512 px), and on the same
   pixels written as uncompressed CR DICOMs: read, hash, decode, preprocess in a worker process,
   inference, Parquet shards and manifest. Worker start-up is included; model build is not
   (the model is built once and passed in, as a long-running job would amortise it).
@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import radzoo
 
 
 def write_dicoms(pngs: list[Path], folder: Path) -> list[Path]:
@@ -77,12 +79,12 @@ def model_only(model, batch: np.ndarray, n_images: int, batch_size: int) -> floa
 
 
 def end_to_end(model, folder: Path, n_images: int, args: argparse.Namespace) -> float:
-    from radzoo.extract import extract
+    from radzoo.extract import extract_features
 
     out = Path(tempfile.mkdtemp(prefix="bench-extract-out-"))
     try:
         start = time.perf_counter()
-        result = extract(model, [folder], out / "run", batch_size=args.batch_size, workers=args.workers,
+        result = extract_features(model, [folder], out / "run", batch_size=args.batch_size, workers=args.workers,
                          threads=args.threads, quiet=True)
         elapsed = time.perf_counter() - start
     finally:
@@ -115,14 +117,14 @@ def main() -> None:
     pngs = sorted((Path(args.shared) / "data" / "cxr_nih" / "images").glob("*.png"))[: args.limit]
     if not pngs:
         raise SystemExit(f"no PNGs under {args.shared}/data/cxr_nih/images (pass --shared)")
-    model = zoo.build(args.model, device="cpu")
+    model = radzoo.build(args.model, device="cpu")
     if args.runtime == "onnx":  # onnxruntime needs an artifact folder with an export
-        from radzoo.onnx import export_artifact
+        from radzoo.artifacts import export_artifact
 
         art = Path(tempfile.mkdtemp(prefix="bench-extract-model-")) / "model"
         zoo.save(model, art)
         export_artifact(art, outputs=[model.default_output], parity_tol=1e-3)  # random weights: large activations
-        model = zoo.load(art, device="cpu", runtime="onnx", intra_op_num_threads=args.threads, inter_op_num_threads=1)
+        model = radzoo.load(art, device="cpu", runtime="onnx", intra_op_num_threads=args.threads, inter_op_num_threads=1)
     transform = make_transform(model.spec.preprocess)
     batch = np.stack([transform(read_image(p).pixels).numpy() for p in pngs[: args.batch_size]])
     n = len(pngs)

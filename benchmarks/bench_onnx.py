@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from radzoo import zoo
+import radzoo
 from radzoo.nets import ImageOutput
 from radzoo.onnx.export import DEFAULT_OPSET, _export_one
 from radzoo.onnx.graphs import EMBEDDING, IMAGE_INPUT, GraphDef
@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    model = zoo.build("mococxr_resnet50", device="cpu")
+    model = radzoo.build("mococxr_resnet50", device="cpu")
     module = ImageOutput(model.net, "trunk").eval()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:

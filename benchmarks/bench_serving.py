@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import requests
 
+import radzoo
+
 MODEL = "mococxr_resnet50"
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,10 +50,10 @@ def prepare_home(home: Path, runtime: str) -> str:
     from radzoo import zoo
 
     target = home / "models" / MODEL
-    zoo.save(zoo.build(MODEL), target)
+    zoo.save(radzoo.build(MODEL), target)
     if runtime in ("auto", "onnx"):
         try:
-            from radzoo.onnx import export_artifact
+            from radzoo.artifacts import export_artifact
         except ImportError:
             if runtime == "onnx":
                 raise
@@ -66,10 +68,9 @@ def prepare_home(home: Path, runtime: str) -> str:
 def model_only(home: Path, runtime: str, images: list[Path], batch_sizes: tuple[int, ...], seconds: float) -> dict[int, float]:
     """images/s of ``embed_batch`` on preprocessed batches; key 0: the whole in-process pipeline
     (read + preprocess + infer, one image at a time), i.e. the service minus HTTP."""
-    from radzoo import zoo
     from radzoo.io import read_image
 
-    model = zoo.load(home / "models" / MODEL, runtime=runtime)
+    model = radzoo.load(home / "models" / MODEL, runtime=runtime)
     out: dict[int, float] = {}
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:

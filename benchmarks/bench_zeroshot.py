@@ -13,9 +13,10 @@ import time
 import numpy as np
 import torch
 
+import radzoo
+
 
 def main() -> None:
-    from radzoo import zoo
     from radzoo.zoo.tiny import tiny_specs, write_test_vocab
 
     parser = argparse.ArgumentParser()
@@ -23,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        model = zoo.build(tiny_specs()["tiny-random-prior"], tokenizer=write_test_vocab(tmp))
+        model = radzoo.build(tiny_specs()["tiny-random-prior"], tokenizer=write_test_vocab(tmp))
         image = (np.random.default_rng(0).random((256, 256)) * 255).astype(np.uint8)
         model.zero_shot([image])  # warm-up
 

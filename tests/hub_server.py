@@ -94,6 +94,10 @@ class HubServer:
             _git(repo, "tag", "-f", tag)
         return _git(repo, "rev-parse", "HEAD")
 
+    def remove_repo(self, repo_id: str) -> None:
+        """Forget ``repo_id`` (tests that need the Hub to miss a name the session published earlier)."""
+        shutil.rmtree(self.repo_dir(repo_id), ignore_errors=True)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from radzoo import zoo
+import radzoo
 from radzoo.converters import convert
 from radzoo.converters.random_originals import write_checkpoint
 
@@ -64,7 +64,7 @@ def test_graphct_converts_all_pyg_layouts(variant, manifest, patch_file: Path, c
         variant=variant, shrink={"module.queue": 16}, seed=4,
     )
     out = convert("graph_ct", patch_file, tmp_path / "gct", graph=graph_file)
-    model = zoo.load(out)
+    model = radzoo.load(out)
     assert sorted(p.name for p in (out / "assets").iterdir()) == sorted(model.spec.assets)
     prov = model.config["provenance"]
     assert prov["graph_layout"] == (variant or "pyg<=1.6.0")

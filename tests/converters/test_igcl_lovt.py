@@ -10,7 +10,7 @@ import torch
 from helpers import resnet50_feature_map
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-from radzoo import zoo
+import radzoo
 from radzoo.converters import convert
 from radzoo.converters.random_originals import write_checkpoint
 from radzoo.nets.text import build_bert
@@ -32,7 +32,7 @@ def test_igcl_reads_fc_layers_and_matches_clip(variant, manifest, ckpt_dir: Path
     raw["visual.proj"] = torch.randn(32, 768) / 32**0.5
     torch.save(raw, path)
     out = convert("igcl", path, tmp_path / "igcl", arch_args={"vision_config": TINY_VISION})
-    model = zoo.load(out)
+    model = radzoo.load(out)
     assert model.spec.arch_args["fc_layers"] == (1 if variant else 2)
     ref_clip = CLIPVisionModel(CLIPVisionConfig(**TINY_VISION)).eval()
     pre = "visual.encoder.model.vision_model."
@@ -62,7 +62,7 @@ def test_lovt_lightning_checkpoint_matches_raw_pool(manifest, ckpt_dir: Path, tm
     path = write_checkpoint(m, ckpt_dir / "lovt-tinytext.ckpt", blocks=blocks, seed=8)
     vocab = write_test_vocab(tmp_path / "tok", TINY_TEXT_CONFIG["vocab_size"])
     out = convert("lovt", path, tmp_path / "lovt", tokenizer=vocab, arch_args={"text_config": TINY_TEXT_CONFIG})
-    model = zoo.load(out)
+    model = radzoo.load(out)
     raw = torch.load(path, weights_only=True)["state_dict"]
     batch = model.prepare([image])
     tokens = resnet50_feature_map(raw, "model_a.encoder.feature_extractor.backbone_layers.", batch, 3).flatten(2).transpose(1, 2)

@@ -13,7 +13,7 @@ import torch
 import torchvision
 from torch import nn
 
-from radzoo import zoo
+import radzoo
 from radzoo.converters import convert
 from radzoo.converters.random_originals import write_checkpoint
 
@@ -51,7 +51,7 @@ def test_moco_converts_and_matches_torchvision(arch: str, moco_files, tmp_path: 
     path = moco_files[arch]
     keep_head = arch == "resnet18"
     out = convert("moco_cxr", path, tmp_path / "artifact", keep_head=keep_head)
-    model = zoo.load(out)
+    model = radzoo.load(out)
     assert model.spec.name == f"mococxr_{arch}"
     assert set(model.outputs) == ({"trunk", "proj"} if keep_head else {"trunk"})
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import radzoo
 from radzoo import zoo
-from radzoo.converters.original import MIRROR_ENV, DownloadError, download, fetch_and_convert
+from radzoo.converters.original import MIRROR_ENV, DownloadError, OriginalUnavailable, download, fetch_and_convert
 from radzoo.converters.random_originals import write_checkpoint
 from radzoo.zoo.spec import Source
 
@@ -95,30 +96,32 @@ def test_fetch_and_convert_and_zoo_load_end_to_end(file_server, hub_env, moco_fi
     direct = spec.with_(sources=(Source(url=f"{base}/{spec.sources[0].filename}", filename=spec.sources[0].filename,
                                         format="moco_cxr", sha256=sha),))
     out = fetch_and_convert(direct, tmp_path / "direct")
-    assert out == tmp_path / "direct" and zoo.load(out).config["provenance"]["source_sha256"] == sha
+    assert out == tmp_path / "direct" and radzoo.load(out).config["provenance"]["source_sha256"] == sha
 
-    # a wrong sha256 -> None and a logged reason; nothing written
+    # a wrong sha256 -> OriginalUnavailable carrying the reason (also logged); nothing written
     wrong = direct.with_(sources=(Source(url=direct.sources[0].url, filename="other.pth.tar", format="moco_cxr", sha256="1" * 64),))
     (root / "other.pth.tar").write_bytes(moco_file.read_bytes())
-    with caplog.at_level(logging.WARNING):
-        assert fetch_and_convert(wrong, tmp_path / "wrong") is None
-    assert "sha256 mismatch" in caplog.text and not (tmp_path / "wrong").exists()
+    with caplog.at_level(logging.WARNING), pytest.raises(OriginalUnavailable) as err:
+        fetch_and_convert(wrong, tmp_path / "wrong")
+    assert "sha256 mismatch" in err.value.reasons[0] and "sha256 mismatch" in caplog.text
+    assert not (tmp_path / "wrong").exists()
 
-    # zoo.load(name): not local, not on the (real, local) Hub -> original release via the mirror,
+    # radzoo.load(name): not local, not on the (real, local) Hub -> original release via the mirror,
     # converted and cached. (HF_HUB_OFFLINE=1 now means "no downloads at all" in zoo.load.)
     monkeypatch.setenv(MIRROR_ENV, base)
-    model = zoo.load("mococxr_resnet18")
+    hub_env.remove_repo(spec.hub_repo)  # another test of this session may have published it
+    model = radzoo.load("mococxr_resnet18")
     cached = tmp_path / "home" / "models" / "mococxr_resnet18"
     assert model.directory == cached and (cached / "model.safetensors").is_file()
-    again = zoo.load("mococxr_resnet18")  # now from the local zoo, no download
+    again = radzoo.load("mococxr_resnet18")  # now from the local zoo, no download
     np.testing.assert_array_equal(model.embed([image]), again.embed([image]))
 
 
 def test_google_drive_sources_explain_the_manual_path(tmp_path: Path, monkeypatch, caplog) -> None:
     monkeypatch.delenv(MIRROR_ENV, raising=False)
     monkeypatch.setenv("RADZOO_HOME", str(tmp_path))
-    with caplog.at_level(logging.WARNING):
-        assert fetch_and_convert(zoo.get_spec("graphct_copdgene"), tmp_path / "g") is None
+    with caplog.at_level(logging.WARNING), pytest.raises(OriginalUnavailable, match="Google Drive"):
+        fetch_and_convert(zoo.get_spec("graphct_copdgene"), tmp_path / "g")
     assert "Google Drive" in caplog.text and "radzoo convert graph_ct checkpoint_patch.pth.tar --graph" in caplog.text
 
 
@@ -126,13 +129,13 @@ def test_push_refused_by_readonly_hub_and_pull_of_pushed_files(hub_env, moco_fil
     """olah is read-only: push must fail with a clear PushError; the same files served as a Hub
     repo (what push uploads) load back through zoo's Hub path with identical embeddings."""
     from radzoo.converters import convert
-    from radzoo.converters.publish import PushError, push
     from radzoo.zoo import hub
+    from radzoo.zoo.hub import PushError, push
 
     art = convert("moco_cxr", moco_file, tmp_path / "art")
     with pytest.raises(PushError, match="create_repo"):
         push(art, "radzoo-test/pushed", revision="v1")
     hub_env.add_repo("radzoo-test/pushed", art, tags=["v1"])
-    pulled = zoo.load(hub.download("radzoo-test/pushed", "v1"))
-    np.testing.assert_array_equal(pulled.embed([image]), zoo.load(art).embed([image]))
-    assert pulled.config["provenance"] == zoo.load(art).config["provenance"]
+    pulled = radzoo.load(hub.download("radzoo-test/pushed", "v1"))
+    np.testing.assert_array_equal(pulled.embed([image]), radzoo.load(art).embed([image]))
+    assert pulled.config["provenance"] == radzoo.load(art).config["provenance"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import clip_attention_pool, resnet50_feature_map, unit_block
 
-from radzoo import zoo
+import radzoo
 from radzoo.converters import convert
 from radzoo.converters.random_originals import write_checkpoint
 from radzoo.errors import InputError
@@ -21,7 +21,7 @@ from radzoo.zoo.tiny import TINY_TEXT_CONFIG, write_test_vocab
 def test_prior_image_release_offers_only_the_mean_pooled_trunk(manifest, ckpt_dir: Path, tmp_path: Path, image) -> None:
     path = write_checkpoint(manifest("prior_resnet50_image"), ckpt_dir / "prior_resnet50.pt", seed=5)
     out = convert("prior", path, tmp_path / "prior")
-    model = zoo.load(out)
+    model = radzoo.load(out)
     assert model.spec.name == "prior_resnet50" and model.outputs == {"trunk": 2048}
     raw = torch.load(path, weights_only=True)
     batch = model.prepare([image])
@@ -64,7 +64,7 @@ def test_prior_full_matches_raw_global_path(prior_full_file, wrapped: bool, ckpt
 
     out = convert("prior", path, tmp_path / "pf", arch_args=TINY_ARCH, tokenizer=vocab)
     assert (out / "tokenizer" / "vocab.txt").is_file()
-    model = zoo.load(out)
+    model = radzoo.load(out)
     assert model.outputs == {"trunk": 2048, "pooled": 2048, "global": 768}
     obj = torch.load(path, weights_only=True)
     raw = obj["state_dict"] if wrapped else obj

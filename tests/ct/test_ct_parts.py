@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from radzoo import ct, zoo
+import radzoo
+from radzoo import ct
 from radzoo.ct.landmarks import load_atlas
 from radzoo.ct.resample import IsotropicSampler
 from radzoo.io import resample
@@ -14,7 +15,7 @@ from radzoo.zoo.tiny import tiny_specs
 
 @pytest.fixture(scope="module")
 def atlas():
-    return load_atlas(zoo.build(tiny_specs()["tiny-random-graphct"]).assets)
+    return load_atlas(radzoo.build(tiny_specs()["tiny-random-graphct"]).assets)
 
 
 def test_sampler_blocks_equal_sitk_bspline_resample_with_padding() -> None:

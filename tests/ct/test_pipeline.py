@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import radzoo
 from radzoo import ct, zoo
 from radzoo.cli import main
 from radzoo.errors import CapabilityError, InputError
@@ -17,7 +18,7 @@ from radzoo.zoo.tiny import tiny_specs
 
 @pytest.fixture(scope="module")
 def model():
-    return zoo.build(tiny_specs()["tiny-random-graphct"])
+    return radzoo.build(tiny_specs()["tiny-random-graphct"])
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def phantom() -> Volume:
 
 @pytest.fixture(scope="module")
 def features(model, phantom) -> ct.CTFeatures:
-    return ct.extract(phantom, model, segmenter="threshold")
+    return ct.features(phantom, model, segmenter="threshold")
 
 
 def test_phantom_features_shapes_and_qa(features: ct.CTFeatures) -> None:
@@ -106,7 +107,7 @@ def test_failed_registration_is_flagged(model, phantom) -> None:
         return labels
 
     with pytest.raises(ct.CTQualityError, match="left lung not found"):
-        ct.extract(phantom, model, segmenter=one_blob, require_qa=True)
+        ct.features(phantom, model, segmenter=one_blob, require_qa=True)
 
 
 # ----------------------------------------------------------------------------- bad inputs
@@ -114,13 +115,13 @@ def test_failed_registration_is_flagged(model, phantom) -> None:
 
 def test_abdominal_nifti_has_no_lungs(model, shared_data: Path) -> None:
     with pytest.raises(ct.LungNotFoundError, match="no lungs found"):
-        ct.extract(shared_data / "ct" / "totalseg_example_ct_sm.nii.gz", model)
+        ct.features(shared_data / "ct" / "totalseg_example_ct_sm.nii.gz", model)
 
 
 def test_abdominal_dicom_series_has_no_lungs(model, shared_data: Path, tmp_path: Path, capsys) -> None:
     series = shared_data / "ct" / "totalseg_example_ct_dicom_series"
     with pytest.raises(ct.LungNotFoundError, match="no lungs found"):
-        ct.extract(series, model)
+        ct.features(series, model)
     artifact = zoo.save(model, tmp_path / "model")
     code = main(["ct-features", str(series), "--model", str(artifact), "--out", str(tmp_path / "x.npz")])
     assert code == 1 and "no lungs found" in capsys.readouterr().err
@@ -132,33 +133,33 @@ def test_localizer_only_and_single_slice_series(model, shared_data: Path, tmp_pa
     loc.mkdir()
     shutil.copy(shared_data / "dicom" / "ct_localizer_MAROTECH_J2K.dcm", loc / "a")
     with pytest.raises(InputError, match="localizer"):
-        ct.extract(loc, model)
+        ct.features(loc, model)
     one = tmp_path / "one"
     one.mkdir()
     shutil.copy(shared_data / "dicom" / "ct_chest_CT1_JLSN.dcm", one / "a")
     with pytest.raises(InputError, match="single"):
-        ct.extract(one, model)
+        ct.features(one, model)
 
 
 def test_not_ct_inputs(model, phantom, atlas_mask_volume) -> None:
     mr = Volume(array=np.abs(phantom.array[:8]), spacing=phantom.spacing, origin=phantom.origin,
                 direction=phantom.direction, metadata={"source": "mr", "modality": "MR"})
     with pytest.raises(InputError, match="modality is MR"):
-        ct.extract(mr, model)
+        ct.features(mr, model)
     with pytest.raises(InputError, match="Hounsfield"):
-        ct.extract(atlas_mask_volume, model)  # a label mask, not HU
+        ct.features(atlas_mask_volume, model)  # a label mask, not HU
     flat = Volume(array=phantom.array[:1], spacing=phantom.spacing, origin=phantom.origin,
                   direction=phantom.direction, metadata={"source": "flat"})
     with pytest.raises(InputError, match="single slice"):
-        ct.extract(flat, model)
+        ct.features(flat, model)
     with pytest.raises(InputError, match="expected a path"):
-        ct.extract(42, model)
+        ct.features(42, model)
 
 
 def test_model_must_be_graphct(phantom) -> None:
-    mococxr = zoo.build(tiny_specs()["tiny-random-mococxr"])
+    mococxr = radzoo.build(tiny_specs()["tiny-random-mococxr"])
     with pytest.raises(CapabilityError, match="graph-CT"):
-        ct.extract(phantom, mococxr)
+        ct.features(phantom, mococxr)
 
 
 @pytest.fixture(scope="module")

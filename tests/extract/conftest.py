@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import radzoo
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -15,15 +17,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from radzoo.zoo.tiny import tiny_specs
 
     directory = tmp_path_factory.mktemp("model") / "tiny-random-mococxr"
-    zoo.save(zoo.build(tiny_specs()["tiny-random-mococxr"]), directory)
+    zoo.save(radzoo.build(tiny_specs()["tiny-random-mococxr"]), directory)
     return directory
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir: Path):
-    from radzoo import zoo
 
-    return zoo.load(tiny_model_dir, device="cpu")
+    return radzoo.load(tiny_model_dir, device="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -37,4 +37,4 @@ def test_failures_set_the_exit_code(tiny_model_dir: Path, png_files: list[Path],
     code = main(["extract", "--model", str(tiny_model_dir), "--random-weights", str(png_files[0]),
                  "--out", str(tmp_path / "o2"), "-q"])
     err = capsys.readouterr().err
-    assert code == 1 and "random_weights=True builds a registry model by name" in err
+    assert code == 1 and "random_weights=True builds a model by name" in err

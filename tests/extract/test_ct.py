@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import radzoo
 from radzoo.cli import main
 from radzoo.errors import CapabilityError, InputError
-from radzoo.extract import extract, read_table
+from radzoo.extract import extract_features, read_table
 from radzoo.extract.volumes import discover_volumes
 
 
@@ -23,7 +24,7 @@ def graphct_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``graphct_copdgene`` with random weights (``zoo.build``), saved as an artifact folder."""
     from radzoo import zoo
 
-    return zoo.save(zoo.build("graphct_copdgene", seed=1), tmp_path_factory.mktemp("m") / "graphct_random")
+    return zoo.save(radzoo.build("graphct_copdgene", seed=1), tmp_path_factory.mktemp("m") / "graphct_random")
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_ct_archive_rows_errors_and_resume(graphct_dir: Path, phantom_nifti: Pat
 
     # node output: 581 x 128 stored flattened; their mean is the subject embedding of the same volume
     node_out = tmp_path / "node"
-    r = extract(str(graphct_dir), [archive / "phantom.nii.gz"], node_out, output="node", threads=2, quiet=True)
+    r = extract_features(str(graphct_dir), [archive / "phantom.nii.gz"], node_out, output="node", threads=2, quiet=True)
     assert r.exit_code == 0 and r.counts.written == 1
     nodes = np.asarray(_rows(node_out)[0]["embedding"], dtype=np.float32).reshape(581, 128)
     np.testing.assert_allclose(nodes.mean(axis=0), emb, atol=1e-5)
@@ -162,8 +163,8 @@ def test_study_uid_of_a_series(series_dir: Path, tmp_path: Path) -> None:
 
 def test_ct_refusals(graphct_dir: Path, series_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(CapabilityError, match="engine='ray' does not support CT"):
-        extract(str(graphct_dir), [series_dir], tmp_path / "o1", engine="ray", quiet=True)
+        extract_features(str(graphct_dir), [series_dir], tmp_path / "o1", engine="ray", quiet=True)
     with pytest.raises(InputError, match="no output 'proj'"):
-        extract(str(graphct_dir), [series_dir], tmp_path / "o2", output="proj", quiet=True)
+        extract_features(str(graphct_dir), [series_dir], tmp_path / "o2", output="proj", quiet=True)
     with pytest.raises(InputError, match="unknown lung segmenter"):
-        extract(str(graphct_dir), [series_dir], tmp_path / "o3", segmenter="magic", quiet=True)
+        extract_features(str(graphct_dir), [series_dir], tmp_path / "o3", segmenter="magic", quiet=True)

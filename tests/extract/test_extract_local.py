@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from radzoo.errors import InputError
-from radzoo.extract import extract, read_table
+from radzoo.extract import extract_features, read_table
 
 FAST = {"threads": 1, "quiet": True}
 
@@ -26,7 +26,7 @@ def _by_path(out: Path) -> dict[str, dict]:
 
 def test_archive_with_bad_files(tiny_model_dir: Path, tiny_model, png_subset: Path, dicom_copy: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = extract(str(tiny_model_dir), [png_subset, dicom_copy, dicom_copy / "empty", tmp_path / "nope.png"], out,
+    result = extract_features(str(tiny_model_dir), [png_subset, dicom_copy, dicom_copy / "empty", tmp_path / "nope.png"], out,
                      batch_size=5, workers=1, **FAST)
     assert result.exit_code == 3 and not result.ok
     rows = _by_path(out)
@@ -69,18 +69,18 @@ def test_archive_with_bad_files(tiny_model_dir: Path, tiny_model, png_subset: Pa
     assert manifest["rows"] == 18 and manifest["runs"][-1]["counts"]["failed"] == 8
 
     # resume: nothing redone, nothing duplicated; earlier failures are not retried unless asked
-    again = extract(str(tiny_model_dir), [png_subset, dicom_copy], out, batch_size=5, workers=0, **FAST)
+    again = extract_features(str(tiny_model_dir), [png_subset, dicom_copy], out, batch_size=5, workers=0, **FAST)
     assert (again.counts.written, again.counts.already_done, again.counts.previously_failed) == (0, 18, 6)
     assert again.ok and again.exit_code == 0
     os.utime(sorted(png_subset.glob("*.png"))[0])  # touched, same bytes: hashed again, not re-embedded
-    retry = extract(str(tiny_model_dir), [png_subset, dicom_copy], out, retry_failed=True, workers=0, **FAST)
+    retry = extract_features(str(tiny_model_dir), [png_subset, dicom_copy], out, retry_failed=True, workers=0, **FAST)
     assert (retry.counts.written, retry.counts.failed, retry.counts.already_done) == (0, 6, 18)
     assert len(_by_path(out)) == 18 and json.loads((out / "manifest.json").read_text())["rows"] == 18
 
 
 def test_batch_sizes_and_workers_agree(tiny_model_dir: Path, png_subset: Path, tmp_path: Path) -> None:
-    a = extract(str(tiny_model_dir), [png_subset], tmp_path / "a", batch_size=1, workers=0, **FAST)
-    b = extract(str(tiny_model_dir), [png_subset], tmp_path / "b", batch_size=5, workers=2, shard_size=4, **FAST)
+    a = extract_features(str(tiny_model_dir), [png_subset], tmp_path / "a", batch_size=1, workers=0, **FAST)
+    b = extract_features(str(tiny_model_dir), [png_subset], tmp_path / "b", batch_size=5, workers=2, shard_size=4, **FAST)
     assert a.ok and b.ok
     ra, rb = _by_path(tmp_path / "a"), _by_path(tmp_path / "b")
     assert sorted(ra) == sorted(rb) and len(ra) == 12
@@ -92,7 +92,7 @@ def test_batch_sizes_and_workers_agree(tiny_model_dir: Path, png_subset: Path, t
 def test_pseudonymised_output(tiny_model_dir: Path, dicom_copy: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     secret = "a long hospital secret, never shared"
-    r = extract(str(tiny_model_dir), [dicom_copy], out, pseudonym_secret=secret, workers=0, **FAST)
+    r = extract_features(str(tiny_model_dir), [dicom_copy], out, pseudonym_secret=secret, workers=0, **FAST)
     assert r.counts.written == 6
     table = out / "embeddings"
     text = b"".join(p.read_bytes() for p in table.glob("*.parquet")) + (out / "manifest.json").read_bytes()
@@ -100,19 +100,19 @@ def test_pseudonymised_output(tiny_model_dir: Path, dicom_copy: Path, tmp_path: 
     assert str(dicom_copy).encode() not in text and b"cr_chest" not in text and b"1.2.840" not in text
     rows = read_table(out, "embeddings").to_pylist()
     assert all(len(r["path"]) == 32 and len(r["sop_instance_uid"]) == 32 for r in rows)
-    again = extract(str(tiny_model_dir), [dicom_copy], out, pseudonym_secret=secret, workers=0, **FAST)
+    again = extract_features(str(tiny_model_dir), [dicom_copy], out, pseudonym_secret=secret, workers=0, **FAST)
     assert again.counts.written == 0 and again.counts.already_done == 6
     with pytest.raises(InputError, match="pseudonymisation secret"):
-        extract(str(tiny_model_dir), [dicom_copy], out, pseudonym_secret="another secret of enough length", **FAST)
+        extract_features(str(tiny_model_dir), [dicom_copy], out, pseudonym_secret="another secret of enough length", **FAST)
     with pytest.raises(InputError, match="pseudonymisation"):
-        extract(str(tiny_model_dir), [dicom_copy], out, **FAST)
+        extract_features(str(tiny_model_dir), [dicom_copy], out, **FAST)
 
 
 def test_one_model_per_output_folder(tiny_model_dir: Path, png_subset: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    extract(str(tiny_model_dir), [png_subset / "*.png"], out, workers=0, **FAST)
+    extract_features(str(tiny_model_dir), [png_subset / "*.png"], out, workers=0, **FAST)
     with pytest.raises(InputError, match="another model"):
-        extract(str(tiny_model_dir), [png_subset], out, output="proj", workers=0, **FAST)
+        extract_features(str(tiny_model_dir), [png_subset], out, output="proj", workers=0, **FAST)
 
 
 def test_unreadable_file_is_logged(tiny_model_dir: Path, png_subset: Path, tmp_path: Path) -> None:
@@ -125,7 +125,7 @@ def test_unreadable_file_is_logged(tiny_model_dir: Path, png_subset: Path, tmp_p
             pass
         else:
             pytest.skip("running with privileges that ignore file permissions (root): chmod 000 does not block reads")
-        r = extract(str(tiny_model_dir), [png_subset], tmp_path / "out", workers=0, **FAST)
+        r = extract_features(str(tiny_model_dir), [png_subset], tmp_path / "out", workers=0, **FAST)
         errors = read_table(tmp_path / "out", "errors").to_pylist()
         assert r.exit_code == 3 and r.counts.written == 11
         assert [e["error_type"] for e in errors] == ["PermissionError"] and victim.name in errors[0]["message"]
@@ -137,14 +137,14 @@ def test_output_folder_not_writable(tiny_model_dir: Path, png_subset: Path) -> N
     from radzoo.extract import OutputError
 
     with pytest.raises(OutputError, match="cannot write to output folder /dev/full/x"):
-        extract(str(tiny_model_dir), [png_subset], "/dev/full/x", **FAST)
+        extract_features(str(tiny_model_dir), [png_subset], "/dev/full/x", **FAST)
 
 
 def test_bad_options_are_named(tiny_model_dir: Path, png_subset: Path, tmp_path: Path) -> None:
     for kwargs, match in [({"batch_size": 0}, "batch_size"), ({"engine": "spark"}, "engine"),
                           ({"workers": -1}, "workers"), ({"address": "x:1"}, "address")]:
         with pytest.raises(InputError, match=match):
-            extract(str(tiny_model_dir), [png_subset], tmp_path / "o", **FAST, **kwargs)
+            extract_features(str(tiny_model_dir), [png_subset], tmp_path / "o", **FAST, **kwargs)
     with pytest.raises(InputError, match="random_weights"):
-        extract(str(tiny_model_dir), [png_subset], tmp_path / "o", random_weights=True, **FAST)
+        extract_features(str(tiny_model_dir), [png_subset], tmp_path / "o", random_weights=True, **FAST)
     shutil.rmtree(tmp_path / "o", ignore_errors=True)

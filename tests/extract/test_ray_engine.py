@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radzoo.extract import extract, read_table
+from radzoo.extract import extract_features, read_table
 
 pytest.importorskip("ray.data")
 
@@ -21,9 +21,9 @@ def test_ray_equals_local(tiny_model_dir: Path, png_files: list[Path], dicom_cop
     for name in ("cr_chest_pa_siim_jpegbaseline.dcm", "cr_chest_pa_siim_truncated.dcm", "ct_chest_CT1_rle.dcm", "MANIFEST.csv"):
         shutil.copy2(dicom_copy / name, images / name)
     common = {"batch_size": 4, "threads": 1, "quiet": True}
-    local = extract(str(tiny_model_dir), [images], tmp_path / "local", workers=0, **common)
+    local = extract_features(str(tiny_model_dir), [images], tmp_path / "local", workers=0, **common)
     ray_out = tmp_path / "ray"
-    ray = extract(str(tiny_model_dir), [images], ray_out, engine="ray", ray_cpus=2, **common)
+    ray = extract_features(str(tiny_model_dir), [images], ray_out, engine="ray", ray_cpus=2, **common)
     assert ray.counts == local.counts and ray.exit_code == local.exit_code == 3
 
     def rows(out: Path) -> dict[str, dict]:
@@ -38,6 +38,6 @@ def test_ray_equals_local(tiny_model_dir: Path, png_files: list[Path], dicom_cop
     assert errs(tmp_path / "local") == errs(ray_out)
 
     # resume on Ray: nothing is redone and the errors are not retried
-    again = extract(str(tiny_model_dir), [images], ray_out, engine="ray", ray_cpus=2, **common)
+    again = extract_features(str(tiny_model_dir), [images], ray_out, engine="ray", ray_cpus=2, **common)
     assert (again.counts.written, again.counts.already_done, again.counts.previously_failed) == (0, 9, 2)
     assert len(rows(ray_out)) == 9

@@ -102,8 +102,8 @@ def test_disk_full_mid_run_then_resume(tiny_model_dir: Path, png_files: list[Pat
     assert not list((out / "embeddings").iterdir())  # no partial or temporary shard left behind
     assert json.loads((out / "manifest.json").read_text())["status"] == "failed"
 
-    from radzoo.extract import extract
+    from radzoo.extract import extract_features
 
-    ok = extract(str(tiny_model_dir), [images], out, batch_size=4, shard_size=4, workers=0, threads=1, quiet=True)
+    ok = extract_features(str(tiny_model_dir), [images], out, batch_size=4, shard_size=4, workers=0, threads=1, quiet=True)
     assert ok.exit_code == 0 and ok.counts.written == 6
     assert read_table(out, "embeddings").num_rows == 6

@@ -8,20 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radzoo.extract import extract, read_table
+from radzoo.extract import extract_features, read_table
 
 pytest.importorskip("onnxruntime")
 
 
 def test_onnx_runtime_matches_torch(tiny_model_dir: Path, png_subset: Path, tmp_path: Path) -> None:
-    from radzoo.onnx import export_artifact
+    from radzoo.artifacts import export_artifact
 
     artifact = tmp_path / "model"
     shutil.copytree(tiny_model_dir, artifact)
     export_artifact(artifact, outputs=["trunk"])
     common = {"workers": 0, "threads": 1, "quiet": True, "batch_size": 5}
-    t = extract(str(artifact), [png_subset], tmp_path / "torch", runtime="torch", **common)
-    o = extract(str(artifact), [png_subset], tmp_path / "onnx", runtime="onnx", **common)
+    t = extract_features(str(artifact), [png_subset], tmp_path / "torch", runtime="torch", **common)
+    o = extract_features(str(artifact), [png_subset], tmp_path / "onnx", runtime="onnx", **common)
     assert t.ok and o.ok and o.manifest["runs"][-1]["options"]["runtime"] == "onnx"
     assert o.manifest["model"] == t.manifest["model"]  # same weights and preprocessing: same identity
     rows = lambda out: {r["path"]: np.asarray(r["embedding"]) for r in read_table(out, "embeddings").to_pylist()}  # noqa: E731
@@ -35,4 +35,4 @@ def test_onnx_without_export_is_a_clear_error(tiny_model_dir: Path, png_subset: 
     from radzoo.errors import ArtifactError
 
     with pytest.raises(ArtifactError, match="no ONNX export"):
-        extract(str(tiny_model_dir), [png_subset], tmp_path / "o", runtime="onnx", quiet=True)
+        extract_features(str(tiny_model_dir), [png_subset], tmp_path / "o", runtime="onnx", quiet=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import radzoo
 from radzoo import zoo
 from radzoo.zoo.golden import compute_golden
 from radzoo.zoo.tiny import tiny_specs
@@ -18,7 +19,7 @@ TINY_TEXT = ["tiny-random-lovt", "tiny-random-prior"]
 
 
 def save_with_golden(name: str, directory: Path, seed: int = 0) -> Path:
-    model = zoo.build(tiny_specs()[name], seed=seed, device="cpu")
+    model = radzoo.build(tiny_specs()[name], seed=seed, device="cpu")
     return zoo.save(model, directory, sections={"golden": compute_golden(model)})
 
 
@@ -39,7 +40,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory: pytest.TempPathFactory, saved: Callable[[str], Path]) -> Callable[[str], Path]:
     """``exported(name)``: the tiny artifact after ``export_artifact``, shared read-only."""
-    from radzoo.onnx import export_artifact
+    from radzoo.artifacts import export_artifact
 
     root = tmp_path_factory.mktemp("exported")
     cache: dict[str, Path] = {}

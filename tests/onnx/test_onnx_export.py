@@ -11,10 +11,11 @@ import pytest
 import torch
 
 import onnx
+import radzoo
 from conftest import TINY, save_with_golden
 from radzoo import zoo
+from radzoo.artifacts import export_artifact
 from radzoo.errors import InputError
-from radzoo.onnx import export_artifact
 from radzoo.onnx.export import ParityError
 from radzoo.zoo.tiny import tiny_specs
 
@@ -78,14 +79,14 @@ def test_export_subset_then_rest_keeps_earlier_graphs(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="parity_tol"):
         export_artifact(directory, parity_tol=-1.0)
     # re-saving the model drops the export: graphs belong to the weights file they came from
-    zoo.save(zoo.load(directory), tmp_path / "copy")
+    zoo.save(radzoo.load(directory), tmp_path / "copy")
     assert "onnx" not in json.loads((tmp_path / "copy" / "config.json").read_text())
 
 
 @pytest.mark.slow
 def test_full_size_registry_model_parity(tmp_path: Path) -> None:
     """mococxr_resnet18 at its real 320 px input (random weights: no download here)."""
-    model = zoo.build("mococxr_resnet18", device="cpu")
+    model = radzoo.build("mococxr_resnet18", device="cpu")
     directory = zoo.save(model, tmp_path / "mococxr_resnet18")
     start = time.perf_counter()
     section = export_artifact(directory)
@@ -93,7 +94,7 @@ def test_full_size_registry_model_parity(tmp_path: Path) -> None:
     entry = section["graphs"]["image_trunk"]
     assert entry["inputs"]["image"] == ["batch", 3, 320, 320]
     assert entry["parity_max_abs_diff"] <= 1e-4
-    onnx_model = zoo.load(directory, runtime="onnx")
+    onnx_model = radzoo.load(directory, runtime="onnx")
     x = np.random.default_rng(5).standard_normal((1, 3, 320, 320)).astype(np.float32)
     with torch.inference_mode():
         ref = model.net.image_features(torch.from_numpy(x), "trunk").numpy()

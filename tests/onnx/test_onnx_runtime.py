@@ -1,4 +1,4 @@
-"""``zoo.load(DIR, runtime="onnx")``: the same ``embed`` API through onnxruntime, equal to torch."""
+"""``radzoo.load(DIR, runtime="onnx")``: the same ``embed`` API through onnxruntime, equal to torch."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
+import radzoo
 from conftest import TINY_2D, TINY_TEXT
-from radzoo import zoo
 from radzoo.errors import ArtifactError, CapabilityError, InputError
 from radzoo.onnx.ort_runtime import OnnxRuntime, onnx_runtime_for
 from radzoo.zoo.tiny import tiny_specs
@@ -26,8 +26,8 @@ def _batch(model, n: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("name", TINY_2D)
 def test_onnx_embed_equals_torch_at_batch_1_and_5(name: str, exported) -> None:
     directory = exported(name)
-    torch_model = zoo.load(directory, device="cpu")
-    onnx_model = zoo.load(directory, device="cpu", runtime="onnx")
+    torch_model = radzoo.load(directory, device="cpu")
+    onnx_model = radzoo.load(directory, device="cpu", runtime="onnx")
     assert onnx_model.runtime.name == "onnx" and isinstance(onnx_model.runtime, OnnxRuntime)
     for n, seed in ((1, 1), (5, 2)):
         x = _batch(torch_model, n, seed)
@@ -46,8 +46,8 @@ def test_onnx_embed_from_images_uses_spec_preprocessing(exported) -> None:
     directory = exported("tiny-random-mococxr")
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 256, size=(80, 70), dtype=np.uint8) for _ in range(3)]
-    ref = zoo.load(directory, device="cpu").embed(images)
-    got = zoo.load(directory, device="cpu", runtime="onnx").embed(images, batch_size=2)
+    ref = radzoo.load(directory, device="cpu").embed(images)
+    got = radzoo.load(directory, device="cpu", runtime="onnx").embed(images, batch_size=2)
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
 
 
@@ -67,7 +67,7 @@ def _text_inputs(vocab: int, batch: int, length: int, seed: int):
 @pytest.mark.parametrize("name", TINY_TEXT)
 def test_text_graph_dynamic_batch_and_sequence(name: str, exported) -> None:
     directory = exported(name)
-    model = zoo.load(directory, device="cpu", runtime="onnx")
+    model = radzoo.load(directory, device="cpu", runtime="onnx")
     vocab = tiny_specs()[name].arch_args["text_config"]["vocab_size"]
     for batch, length, seed in ((1, 9, 1), (3, 27, 2)):
         ids, mask, index = _text_inputs(vocab, batch, length, seed)
@@ -87,7 +87,7 @@ def test_text_graph_dynamic_batch_and_sequence(name: str, exported) -> None:
 
 def test_graphct_patch_encoder_and_gnn_dynamic(exported) -> None:
     directory = exported("tiny-random-graphct")
-    model = zoo.load(directory, device="cpu", runtime="onnx")
+    model = radzoo.load(directory, device="cpu", runtime="onnx")
     rng = np.random.default_rng(4)
     for n in (1, 5):
         patches = rng.uniform(-1, 1, size=(n, 1, 32, 32, 32)).astype(np.float32)
@@ -105,14 +105,16 @@ def test_graphct_patch_encoder_and_gnn_dynamic(exported) -> None:
 
 def test_options_are_validated_and_applied(exported) -> None:
     directory = exported("tiny-random-mococxr")
-    model = zoo.load(
+    model = radzoo.load(
         directory,
         runtime="onnx",
-        providers=["CPUExecutionProvider"],
-        graph_optimization_level="basic",
-        intra_op_num_threads=1,
-        inter_op_num_threads=1,
-        execution_mode="sequential",
+        runtime_options={
+            "providers": ["CPUExecutionProvider"],
+            "graph_optimization_level": "basic",
+            "intra_op_num_threads": 1,
+            "inter_op_num_threads": 1,
+            "execution_mode": "sequential",
+        },
     )
     model.embed_batch(_batch(model, 2, 0))
     session = model.runtime.session("image_trunk")
@@ -122,36 +124,36 @@ def test_options_are_validated_and_applied(exported) -> None:
         session.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     )
     # default: CPU here (no CUDA provider in this onnxruntime build / no GPU)
-    default = zoo.load(directory, device="cpu", runtime="onnx")
+    default = radzoo.load(directory, device="cpu", runtime="onnx")
     assert default.runtime.providers == ["CPUExecutionProvider"]
     with pytest.raises(InputError, match="unknown onnx runtime option.*intra_threads"):
-        zoo.load(directory, runtime="onnx", intra_threads=2)
+        radzoo.load(directory, runtime="onnx", runtime_options={"intra_threads": 2})
     with pytest.raises(InputError, match="CUDAExecutionProvider not available.*onnxruntime-gpu"):
-        zoo.load(directory, runtime="onnx", providers=["CUDAExecutionProvider"])
+        radzoo.load(directory, runtime="onnx", runtime_options={"providers": ["CUDAExecutionProvider"]})
     with pytest.raises(InputError, match="graph_optimization_level"):
-        zoo.load(directory, runtime="onnx", graph_optimization_level="max")
+        radzoo.load(directory, runtime="onnx", runtime_options={"graph_optimization_level": "max"})
     with pytest.raises(InputError, match="intra_op_num_threads"):
-        zoo.load(directory, runtime="onnx", intra_op_num_threads=-1)
+        radzoo.load(directory, runtime="onnx", runtime_options={"intra_op_num_threads": -1})
     with pytest.raises(InputError, match="execution_mode"):
-        zoo.load(directory, runtime="onnx", execution_mode="async")
+        radzoo.load(directory, runtime="onnx", runtime_options={"execution_mode": "async"})
     with pytest.raises(InputError, match=r"expects shape \['batch', 3, 64, 64\], got \[2, 3, 32, 32\]"):
         model.embed_batch(np.zeros((2, 3, 32, 32), np.float32))
 
 
 def test_clear_errors_without_export(saved, exported_copy, tmp_path: Path) -> None:
-    built = zoo.build(tiny_specs()["tiny-random-mococxr"], device="cpu")
-    with pytest.raises(ArtifactError, match=r"zoo.build.*radzoo export DIR"):
+    built = radzoo.build(tiny_specs()["tiny-random-mococxr"], device="cpu")
+    with pytest.raises(ArtifactError, match=r"radzoo.build.*radzoo export DIR"):
         onnx_runtime_for(built)
     plain = saved("tiny-random-mococxr")
     with pytest.raises(ArtifactError, match=rf"no ONNX export; run `radzoo export {plain}`"):
-        zoo.load(plain, runtime="onnx")
+        radzoo.load(plain, runtime="onnx")
     # a partial export names the missing graph and the command
     partial = tmp_path / "partial"
     shutil.copytree(plain, partial)
-    from radzoo.onnx import export_artifact
+    from radzoo.artifacts import export_artifact
 
     export_artifact(partial, outputs=["trunk"])
-    model = zoo.load(partial, runtime="onnx")
+    model = radzoo.load(partial, runtime="onnx")
     with pytest.raises(ArtifactError, match=r"no ONNX graph 'image_proj'.*radzoo export"):
         model.embed_batch(_batch(model, 1, 0), "proj")
     # a replaced graph file is refused unless verify_files=False
@@ -160,4 +162,4 @@ def test_clear_errors_without_export(saved, exported_copy, tmp_path: Path) -> No
         (damaged / "onnx" / "image_proj.onnx").read_bytes()
     )
     with pytest.raises(ArtifactError, match="sha256 does not match"):
-        zoo.load(damaged, runtime="onnx").embed_batch(_batch(model, 1, 0), "trunk")
+        radzoo.load(damaged, runtime="onnx").embed_batch(_batch(model, 1, 0), "trunk")

@@ -10,11 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import radzoo
 from conftest import TINY, save_with_golden
 from radzoo import zoo
+from radzoo.artifacts import export_artifact, verify_artifact
 from radzoo.cli import main
 from radzoo.errors import ArtifactError, InputError
-from radzoo.onnx import export_artifact, verify_artifact
 from radzoo.onnx.verify import ONNX_TOL, TORCH_TOL
 from radzoo.zoo.tiny import tiny_specs
 from radzoo.zoo.weights import sha256_file
@@ -88,7 +89,7 @@ def test_verify_graphct_detects_replaced_gnn(exported_copy, tmp_path: Path) -> N
 
 
 def test_verify_without_golden_or_export(saved, tmp_path: Path) -> None:
-    model = zoo.build(tiny_specs()["tiny-random-mococxr"], device="cpu")
+    model = radzoo.build(tiny_specs()["tiny-random-mococxr"], device="cpu")
     bare = zoo.save(model, tmp_path / "bare")
     with pytest.raises(ArtifactError, match="no 'golden' section.*compute_golden"):
         verify_artifact(bare)
@@ -128,7 +129,7 @@ def test_cli_export_and_verify_exit_codes(saved, tmp_path: Path, capsys: pytest.
     assert "no exportable graph or output 'nope'" in capsys.readouterr().err
     assert main(["verify", str(tmp_path / "missing")]) == 1
     assert "error" in capsys.readouterr().err
-    bare = zoo.save(zoo.load(directory), tmp_path / "bare")
+    bare = zoo.save(radzoo.load(directory), tmp_path / "bare")
     config = json.loads((bare / "config.json").read_text())
     config.pop("golden")
     (bare / "config.json").write_text(json.dumps(config))

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 
+import radzoo
+
 TINY_SERVED = ("tiny-random-mococxr", "tiny-random-prior", "tiny-random-graphct")
 STARTUP_TIMEOUT_S = 120
 
@@ -35,7 +37,7 @@ def serving_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vocab = write_test_vocab(home / "vocab")
     for name in TINY_SERVED:
         extra = {"tokenizer": vocab} if name == "tiny-random-prior" else {}
-        zoo.save(zoo.build(specs[name], **extra), home / "models" / name)
+        zoo.save(radzoo.build(specs[name], **extra), home / "models" / name)
     return home
 
 

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import requests
 
+import radzoo
+
 MOCO = "tiny-random-mococxr"
 PRIOR = "tiny-random-prior"
 GRAPHCT = "tiny-random-graphct"
@@ -46,9 +48,8 @@ def dicom(shared_data: Path) -> Path:
 @pytest.fixture(scope="module")
 def reference(serving_home: Path):
     """The same artifacts loaded in this process: what the server must answer."""
-    from radzoo import zoo
 
-    return {name: zoo.load(serving_home / "models" / name) for name in (MOCO, PRIOR)}
+    return {name: radzoo.load(serving_home / "models" / name) for name in (MOCO, PRIOR)}
 
 
 def b64(path: Path) -> str:
@@ -90,8 +91,8 @@ def test_models_lists_served_entries_before_loading(server):
     moco = rows[MOCO]
     assert moco["dim"] == 512 and moco["outputs"] == {"trunk": 512, "proj": 128}
     assert moco["license"] and moco["random_weights"] is True and moco["runtime"] == "torch"
-    assert moco["capabilities"] == ["embeddings"] and rows[GRAPHCT]["modality"] == "ct"
-    assert rows[PRIOR]["capabilities"] == ["embeddings", "zero_shot", "ground"]
+    assert moco["capabilities"] == ["embed"] and rows[GRAPHCT]["modality"] == "ct"
+    assert rows[PRIOR]["capabilities"] == ["embed", "ground", "text", "zero_shot"]
     assert body["default_model"] == MOCO and body["max_loaded_models"] == 1
 
 

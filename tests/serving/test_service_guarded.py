@@ -55,11 +55,13 @@ def test_auth_required_except_probes(server, images):
 def test_random_weights_are_marked(server, images):
     rows = requests.get(server.url + "/models", headers=AUTH, timeout=30).json()["data"]
     assert [r["id"] for r in rows] == [MODEL] and rows[0]["random_weights"] is True
-    assert rows[0]["runtime"] == "torch"  # auto: random weights have no ONNX export
+    assert rows[0]["runtime"] == "auto"  # decided when the model loads (radzoo.runtimes)
     resp = requests.post(server.url + "/v1/embeddings", json={"input": images[:1]}, headers=AUTH, timeout=120)
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["model"] == MODEL and body["random_weights"] is True and body["dim"] == 512
+    loaded = requests.get(server.url + "/models", headers=AUTH, timeout=30).json()["data"][0]
+    assert loaded["loaded"] and loaded["runtime"] == body["runtime"] and loaded["runtime_reason"].startswith("auto")
 
 
 def test_payload_limit(server):

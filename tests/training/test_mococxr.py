@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from radzoo import zoo
+import radzoo
 from radzoo.cli import main
 from radzoo.errors import ArtifactError, InputError
 from radzoo.io import read_image
@@ -82,7 +82,7 @@ def trained(nih_list: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
 
 def test_trained_artifact_loads_strictly_and_embeds(trained, nih_paths):
     out, config = trained
-    model = zoo.load(out, device="cpu")
+    model = radzoo.load(out, device="cpu")
     assert model.spec.name == "mococxr_resnet18" and not model.random_init
     assert model.spec.sources == () and model.spec.hub_repo is None
     assert model.outputs == {"trunk": 512}
@@ -158,7 +158,7 @@ def test_cli_trains_end_to_end_in_a_subprocess(trained, nih_paths, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"wrote {out}" in proc.stdout
-    model = zoo.load(out, device="cpu")
+    model = radzoo.load(out, device="cpu")
     assert model.outputs == {"trunk": 512, "proj": 128}
     proj = model.embed([str(nih_paths[0])], output="proj")
     np.testing.assert_allclose(np.linalg.norm(proj, axis=1), 1.0, rtol=1e-5)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import radzoo
+
 
 @pytest.fixture(scope="session")
 def vocab_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -20,7 +22,7 @@ def _artifact(name: str, vocab: Path, root: Path) -> Path:
     from radzoo.zoo.tiny import tiny_specs
 
     spec = tiny_specs()[name]
-    model = zoo.build(spec, tokenizer=vocab, seed=3)
+    model = radzoo.build(spec, tokenizer=vocab, seed=3)
     return zoo.save(model, root / name, sections={"zero_shot": zero_shot_section(spec)})
 
 
@@ -37,16 +39,14 @@ def lovt_dir(vocab_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def prior_model(prior_dir: Path):
     """A fresh load per test (empty caches); loading a tiny artifact takes milliseconds."""
-    from radzoo import zoo
 
-    return zoo.load(prior_dir, device="cpu")
+    return radzoo.load(prior_dir, device="cpu")
 
 
 @pytest.fixture()
 def lovt_model(lovt_dir: Path):
-    from radzoo import zoo
 
-    return zoo.load(lovt_dir, device="cpu")
+    return radzoo.load(lovt_dir, device="cpu")
 
 
 @pytest.fixture(scope="session")

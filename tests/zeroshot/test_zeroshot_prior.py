@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import radzoo
 from radzoo.errors import CapabilityError, InputError
 from radzoo.zeroshot.prompts import CHEXPERT5
 
@@ -200,13 +201,12 @@ def test_non_cxr_input_is_refused(prior_model, shared_data: Path) -> None:
 
 
 def test_models_without_text_tower_say_so(vocab_dir: Path) -> None:
-    from radzoo import zoo
     from radzoo.zoo.tiny import tiny_specs
 
-    igcl = zoo.build(tiny_specs()["tiny-random-igcl"])
+    igcl = radzoo.build(tiny_specs()["tiny-random-igcl"])
     with pytest.raises(CapabilityError, match="RadGraph graph prompt"):
         igcl.zero_shot([np.zeros((64, 64), np.uint8)], ["Edema", "Atelectasis"])
-    moco = zoo.build(tiny_specs()["tiny-random-mococxr"])
+    moco = radzoo.build(tiny_specs()["tiny-random-mococxr"])
     with pytest.raises(CapabilityError, match="image-only"):
         moco.ground(np.zeros((64, 64), np.uint8), "Edema")
     image_only = tiny_specs()["tiny-random-prior"].with_(
@@ -214,13 +214,12 @@ def test_models_without_text_tower_say_so(vocab_dir: Path) -> None:
         outputs={"trunk": 512}, default_output="trunk",
     )
     with pytest.raises(CapabilityError, match="no text tower"):
-        zoo.build(image_only).zero_shot([np.zeros((64, 64), np.uint8)], ["Edema", "Atelectasis"])
+        radzoo.build(image_only).zero_shot([np.zeros((64, 64), np.uint8)], ["Edema", "Atelectasis"])
 
 
 def test_missing_tokenizer_is_a_clear_error() -> None:
-    from radzoo import zoo
     from radzoo.zoo.tiny import tiny_specs
 
-    model = zoo.build(tiny_specs()["tiny-random-prior"])  # no tokenizer=
+    model = radzoo.build(tiny_specs()["tiny-random-prior"])  # no tokenizer=
     with pytest.raises(CapabilityError, match="no tokenizer"):
         model.zero_shot([np.zeros((64, 64), np.uint8)])

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import radzoo
 from radzoo.errors import InputError
 from radzoo.zeroshot.prompts import PRIOR_CHEXPERT5, PromptSet, add_prompt_set, zero_shot_section
 
@@ -32,7 +33,7 @@ def test_prompt_set_round_trip_through_artifact(prior_model, nih_images, tmp_pat
     assert PromptSet.from_dict(mine.name, mine.to_dict()) == mine
     add_prompt_set(prior_model.config, prior_model.spec, mine, default=True)
     saved = zoo.save(prior_model, tmp_path / "with-set")
-    again = zoo.load(saved, device="cpu")
+    again = radzoo.load(saved, device="cpu")
     r = again.zero_shot(nih_images[:1])
     assert r.prompt_set == "my-set@2" and r.labels == ["Edema", "Atelectasis"]
     ref = prior_model.zero_shot(nih_images[:1], prompts=mine)

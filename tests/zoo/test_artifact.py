@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import radzoo
 from radzoo import zoo
 from radzoo.errors import ArtifactError, DeviceError, InputError, SchemaVersionError, WeightsError
 from radzoo.zoo.spec import SCHEMA_VERSION
@@ -18,7 +19,7 @@ from radzoo.zoo.tiny import tiny_specs
 
 @pytest.fixture(scope="module")
 def tiny_moco(tmp_path_factory) -> tuple[zoo.ZooModel, Path]:
-    model = zoo.build(tiny_specs()["tiny-random-mococxr"], seed=3)
+    model = radzoo.build(tiny_specs()["tiny-random-mococxr"], seed=3)
     path = zoo.save(model, tmp_path_factory.mktemp("art") / "tiny-moco")
     return model, path
 
@@ -42,8 +43,8 @@ def test_artifact_layout_and_config(tiny_moco) -> None:
 
 @pytest.mark.parametrize("name", sorted(tiny_specs()))
 def test_save_load_round_trip_is_bit_exact(name: str, tmp_path: Path) -> None:
-    model = zoo.build(tiny_specs()[name], seed=5)
-    loaded = zoo.load(zoo.save(model, tmp_path / name))
+    model = radzoo.build(tiny_specs()[name], seed=5)
+    loaded = radzoo.load(zoo.save(model, tmp_path / name))
     for key, value in model.net.state_dict().items():
         assert torch.equal(value, loaded.net.state_dict()[key]), key
     assert loaded.spec == model.spec
@@ -65,8 +66,8 @@ def _input(model: zoo.ZooModel) -> tuple[int, int, int]:
 
 
 def test_full_size_round_trip_is_bit_exact(tmp_path: Path) -> None:
-    model = zoo.build("mococxr_resnet18", seed=0)
-    loaded = zoo.load(zoo.save(model, tmp_path / "r18"))
+    model = radzoo.build("mococxr_resnet18", seed=0)
+    loaded = radzoo.load(zoo.save(model, tmp_path / "r18"))
     x = _batch((1, 3, 320, 320))
     assert np.array_equal(model.embed_batch(x), loaded.embed_batch(x))
 
@@ -91,7 +92,7 @@ def test_missing_key_is_named(tiny_moco, tmp_path: Path) -> None:
     path = _copy(tiny_moco[1], tmp_path / "a")
     _rewrite_weights(path, lambda s: s.pop("image_backbone.layer4.1.bn2.running_var"))
     with pytest.raises(WeightsError, match=r"missing keys \(1\): image_backbone.layer4.1.bn2.running_var") as err:
-        zoo.load(path)
+        radzoo.load(path)
     assert err.value.missing == ["image_backbone.layer4.1.bn2.running_var"]
 
 
@@ -99,14 +100,14 @@ def test_unexpected_key_is_named(tiny_moco, tmp_path: Path) -> None:
     path = _copy(tiny_moco[1], tmp_path / "b")
     _rewrite_weights(path, lambda s: s.__setitem__("image_backbone.fc.weight", torch.zeros(2, 2)))
     with pytest.raises(WeightsError, match=r"unexpected keys \(1\): image_backbone.fc.weight"):
-        zoo.load(path)
+        radzoo.load(path)
 
 
 def test_shape_mismatch_is_named(tiny_moco, tmp_path: Path) -> None:
     path = _copy(tiny_moco[1], tmp_path / "c")
     _rewrite_weights(path, lambda s: s.__setitem__("image_proj.2.weight", torch.zeros(64, 512)))
     with pytest.raises(WeightsError, match=r"image_proj.2.weight: checkpoint \(64, 512\) vs model \(128, 512\)"):
-        zoo.load(path)
+        radzoo.load(path)
 
 
 def test_corrupt_safetensors(tiny_moco, tmp_path: Path) -> None:
@@ -114,20 +115,20 @@ def test_corrupt_safetensors(tiny_moco, tmp_path: Path) -> None:
     data = (path / "model.safetensors").read_bytes()
     (path / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(ArtifactError, match="sha256 does not match"):
-        zoo.load(path)
+        radzoo.load(path)
     config = json.loads((path / "config.json").read_text())
     config["weights"].pop("sha256")
     (path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ArtifactError, match="corrupt or unreadable safetensors"):
-        zoo.load(path)
+        radzoo.load(path)
 
 
 def test_directory_that_is_not_an_artifact(tmp_path: Path) -> None:
     (tmp_path / "x.txt").write_text("hello")
     with pytest.raises(ArtifactError, match="is not a radzoo artifact: no config.json"):
-        zoo.load(tmp_path)
+        radzoo.load(tmp_path)
     with pytest.raises(ArtifactError, match="no artifact directory"):
-        zoo.load(str(tmp_path / "missing") + "/")
+        radzoo.load(str(tmp_path / "missing") + "/")
 
 
 def test_newer_schema_version_is_refused(tiny_moco, tmp_path: Path) -> None:
@@ -136,26 +137,26 @@ def test_newer_schema_version_is_refused(tiny_moco, tmp_path: Path) -> None:
     config["schema_version"] = SCHEMA_VERSION + 1
     (path / "config.json").write_text(json.dumps(config))
     with pytest.raises(SchemaVersionError, match="upgrade radzoo"):
-        zoo.load(path)
+        radzoo.load(path)
 
 
 def test_invalid_config_json(tiny_moco, tmp_path: Path) -> None:
     path = _copy(tiny_moco[1], tmp_path / "f")
     (path / "config.json").write_text("{not json")
     with pytest.raises(ArtifactError, match="not valid JSON"):
-        zoo.load(path)
+        radzoo.load(path)
 
 
 def test_wrong_device_string(tiny_moco) -> None:
     with pytest.raises(DeviceError, match="invalid device 'gpu0'"):
-        zoo.load(tiny_moco[1], device="gpu0")
+        radzoo.load(tiny_moco[1], device="gpu0")
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="no CUDA GPU is available"):
-            zoo.load(tiny_moco[1], device="cuda")
+            radzoo.load(tiny_moco[1], device="cuda")
 
 
 def test_unknown_output_and_empty_input(tiny_moco) -> None:
-    model = zoo.load(tiny_moco[1])
+    model = radzoo.load(tiny_moco[1])
     with pytest.raises(InputError, match="has no output 'global'"):
         model.embed_batch(_batch(), "global")
     with pytest.raises(InputError, match="no images given"):

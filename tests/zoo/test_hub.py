@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import radzoo
 from radzoo import zoo
 from radzoo.errors import ArtifactError, ModelNotFoundError
 
@@ -18,8 +19,8 @@ NAME = "mococxr_resnet18"  # registered with hub_repo radzoo/mococxr_resnet18 @ 
 @pytest.fixture(scope="module")
 def two_revisions(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("hubart")
-    v1 = zoo.save(zoo.build(NAME, seed=1), root / "v1")
-    v2 = zoo.save(zoo.build(NAME, seed=2), root / "v2")
+    v1 = zoo.save(radzoo.build(NAME, seed=1), root / "v1")
+    v2 = zoo.save(radzoo.build(NAME, seed=2), root / "v2")
     return v1, v2
 
 
@@ -45,17 +46,17 @@ def test_load_from_hub_pins_the_spec_revision(hub_env, two_revisions, empty_home
     repo = zoo.get_spec(NAME).hub_repo
     hub_env.add_repo(repo, v1, tags=["v1"], message="v1")
     hub_env.add_repo(repo, v2, message="v2 on main")  # main moves on; the spec pins tag v1
-    got = zoo.load(NAME)
+    got = radzoo.load(NAME)
     assert got.directory is not None and "models--radzoo--mococxr_resnet18" in str(got.directory)
-    assert _same(got, zoo.load(v1)) and not _same(got, zoo.load(v2))
-    assert _same(zoo.load(NAME, revision="main"), zoo.load(v2))
+    assert _same(got, radzoo.load(v1)) and not _same(got, radzoo.load(v2))
+    assert _same(radzoo.load(NAME, revision="main"), radzoo.load(v2))
 
 
 def test_local_zoo_wins_over_hub(hub_env, two_revisions, empty_home) -> None:
     v1, v2 = two_revisions
     hub_env.add_repo(zoo.get_spec(NAME).hub_repo, v1, tags=["v1"])
     shutil.copytree(v2, empty_home / "models" / NAME)
-    assert _same(zoo.load(NAME), zoo.load(v2))
+    assert _same(radzoo.load(NAME), radzoo.load(v2))
     assert NAME in zoo.local_models()
 
 
@@ -65,27 +66,27 @@ def test_tampered_hub_weights_are_refused(hub_env, two_revisions, empty_home, tm
     shutil.copyfile(v2 / "model.safetensors", bad / "model.safetensors")  # config still has v1's sha256
     hub_env.add_repo("radzoo/mococxr_resnet18", bad, tags=["v1"], message="tampered")
     with pytest.raises(ArtifactError, match="sha256 does not match"):
-        zoo.load(NAME)
+        radzoo.load(NAME)
 
 
 def test_missing_revision_gives_clear_error(hub_env, two_revisions, empty_home) -> None:
     hub_env.add_repo("radzoo/mococxr_resnet18", two_revisions[0], tags=["v1"])
     with pytest.raises(ModelNotFoundError) as err:
-        zoo.load(NAME, revision="v999")
+        radzoo.load(NAME, revision="v999")
     msg = str(err.value)
     assert "radzoo/mococxr_resnet18" in msg and "'v999'" in msg
-    assert "radzoo convert moco_cxr" in msg and "zoo.build('mococxr_resnet18')" in msg
+    assert "radzoo convert moco_cxr" in msg and "radzoo.build('mococxr_resnet18')" in msg
 
 
 def test_offline_mode_uses_the_hf_cache(hub_env, two_revisions, empty_home, monkeypatch) -> None:
     import huggingface_hub.constants as hfc
 
     hub_env.add_repo("radzoo/mococxr_resnet18", two_revisions[0], tags=["v1"])
-    online = zoo.load(NAME)  # fills the cache
+    online = radzoo.load(NAME)  # fills the cache
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hfc, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(hfc, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens: any request would fail
-    offline = zoo.load(NAME)
+    offline = radzoo.load(NAME)
     assert _same(online, offline)
 
 
@@ -109,11 +110,11 @@ def test_offline_hand_built_cache_without_any_server(two_revisions, empty_home, 
     monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hfc, "HF_HUB_OFFLINE", True)
-    got = zoo.load(NAME)
-    assert _same(got, zoo.load(two_revisions[0]))
+    got = radzoo.load(NAME)
+    assert _same(got, radzoo.load(two_revisions[0]))
     # a revision that is not cached: clear error, no network, no random fallback
     with pytest.raises(ModelNotFoundError, match="not in the local HF cache"):
-        zoo.load(NAME, revision="v2")
+        radzoo.load(NAME, revision="v2")
 
 
 def test_card_has_hub_metadata(two_revisions) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import radzoo
 from radzoo import zoo
 from radzoo.errors import ModelNotFoundError
 from radzoo.nets import build_net
@@ -68,7 +69,7 @@ def test_every_model_builds_and_gives_declared_shapes(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(tiny_specs()))
 def test_tiny_models_embed_real_pngs(name: str, shared_data) -> None:
     spec = tiny_specs()[name]
-    model = zoo.build(spec)
+    model = radzoo.build(spec)
     assert model.random_init
     if spec.modality == "ct":
         return
@@ -83,12 +84,12 @@ def test_unknown_name_suggests_close_names() -> None:
     with pytest.raises(ModelNotFoundError, match="Did you mean 'mococxr_resnet50'"):
         zoo.get_spec("mococxr_resnet5")
     with pytest.raises(ModelNotFoundError, match="Known models"):
-        zoo.load("no-such-model-anywhere")
+        radzoo.load("no-such-model-anywhere")
 
 
 def test_build_is_seeded_and_marked_random() -> None:
     spec = tiny_specs()["tiny-random-mococxr"]
-    a, b, c = zoo.build(spec, seed=1), zoo.build(spec, seed=1), zoo.build(spec, seed=2)
+    a, b, c = radzoo.build(spec, seed=1), radzoo.build(spec, seed=1), radzoo.build(spec, seed=2)
     x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
     assert np.array_equal(a.embed_batch(x), b.embed_batch(x))
     assert not np.array_equal(a.embed_batch(x), c.embed_batch(x))

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from radzoo import __version__
-from radzoo.nets import build_net
 from radzoo.zoo.artifact import save_artifact, spec_assets
+from radzoo.zoo.instantiate import instantiate
 from radzoo.zoo.model import ZooModel
 from radzoo.zoo.spec import ModelSpec
 from radzoo.zoo.weights import load_strict
@@ -69,8 +69,8 @@ class Converted:
 
 
 def to_model(conv: Converted, device: str | torch.device | None = "cpu") -> ZooModel:
-    """Build the canonical net from the spec and load the converted weights strictly."""
-    net = build_net(conv.spec.arch, conv.spec.arch_args)
+    """Build the canonical net from the spec (output widths checked) and load the converted weights strictly."""
+    net = instantiate(conv.spec)
     load_strict(net, conv.state, f"converted {conv.format} checkpoint {conv.sources[0].path.name}")
     assets = spec_assets(conv.spec)
     if conv.tokenizer is not None:

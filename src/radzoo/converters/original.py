@@ -1,7 +1,7 @@
 """Original-URL fallback: download a model's original release, verify, convert, cache.
 
-``zoo.load(name)`` calls ``fetch_and_convert(spec, dest)`` when the model is neither in the local
-zoo nor on the Hub. Downloads resume (HTTP Range on a ``.part`` file), show a tqdm progress bar,
+``radzoo.load(name)`` calls ``fetch_and_convert(spec, dest)`` when the model is neither in the
+local zoo nor on the Hub. Downloads resume (HTTP Range on a ``.part`` file), show a tqdm progress bar,
 and are checked against the spec's sha256 when it is known.
 
 ``RADZOO_ORIGINALS_MIRROR``: a base URL (e.g. a hospital's internal file server) that replaces the
@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from radzoo.zoo.home import radzoo_home
 from radzoo.zoo.spec import ModelSpec, Source
 from radzoo.zoo.weights import sha256_file
 
@@ -30,12 +31,18 @@ TIMEOUT_S = 60
 
 
 class DownloadError(Exception):
-    """A download failed; ``str(self)`` is the reason logged and reported by ``zoo.load``."""
+    """A download failed; ``str(self)`` is the reason logged and reported by ``radzoo.load``."""
+
+
+class OriginalUnavailable(Exception):
+    """No original release of a model could be fetched; ``reasons`` says why, per source."""
+
+    def __init__(self, name: str, reasons: list[str]) -> None:
+        self.reasons = list(reasons)
+        super().__init__(f"original release of {name} not obtainable: " + "; ".join(self.reasons))
 
 
 def downloads_dir() -> Path:
-    from radzoo.zoo.load import radzoo_home
-
     return radzoo_home() / "downloads"
 
 
@@ -121,11 +128,12 @@ def download(url: str, dest: Path, *, sha256: str | None = None, progress: bool 
     return dest
 
 
-def fetch_and_convert(spec: ModelSpec, dest_dir: str | os.PathLike[str]) -> Path | None:
+def fetch_and_convert(spec: ModelSpec, dest_dir: str | os.PathLike[str]) -> Path:
     """Download ``spec``'s original release, convert it into ``dest_dir`` and return it.
 
-    Returns ``None`` (after logging why) when no source can be downloaded; conversion errors of
-    a downloaded file are raised, since they mean the file is not what the spec says.
+    Raises ``OriginalUnavailable`` with one reason per source when none can be downloaded;
+    conversion errors of a downloaded file are raised as they are, since they mean the file is
+    not what the spec says.
     """
     from radzoo.converters import convert
 
@@ -159,5 +167,5 @@ def fetch_and_convert(spec: ModelSpec, dest_dir: str | os.PathLike[str]) -> Path
         log.info("converted %s into %s", files[0].name, dest)
         return dest
     if not spec.sources:
-        log.info("%s lists no original release", spec.name)
-    return None
+        reasons.append(f"{spec.name} lists no original release")
+    raise OriginalUnavailable(spec.name, reasons)

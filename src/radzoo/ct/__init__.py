@@ -3,7 +3,7 @@ patch encoder and a GCN over the patch-overlap graph.
 
 Public API::
 
-    extract(source, model="graphct_copdgene", *, segmenter="auto", device=None, batch_size=64,
+    features(source, model="graphct_copdgene", *, segmenter="auto", device=None, batch_size=64,
             registration=None, min_lung_ml=300, require_qa=False) -> CTFeatures
     CTFeatures (.patch_embeddings, .node_embeddings, .subject_embedding, .landmarks, .qa, .save, .load)
     segment_lungs(volume, segmenter="auto") / ThresholdLungSegmenter / LungmaskSegmenter
@@ -14,7 +14,7 @@ Public API::
 
 from __future__ import annotations
 
-from radzoo.ct.features import CTFeatures
+from radzoo.ct.feature_files import CTFeatures
 from radzoo.ct.graph import EDGE_THRESHOLD, edge_index, overlap_adjacency
 from radzoo.ct.landmarks import Atlas, load_atlas, map_landmarks
 from radzoo.ct.lungs import (
@@ -28,7 +28,7 @@ from radzoo.ct.lungs import (
     segment_lungs,
 )
 from radzoo.ct.phantom import chest_phantom
-from radzoo.ct.pipeline import CTQualityError, LungNotFoundError, check_ct, extract, read_ct
+from radzoo.ct.pipeline import CTQualityError, LungNotFoundError, check_ct, features, read_ct
 from radzoo.ct.register import Registration, RegistrationSettings, register_mask_to_atlas
 from radzoo.ct.resample import IsotropicSampler, isotropic_grid
 
@@ -49,7 +49,7 @@ __all__ = [
     "check_ct",
     "chest_phantom",
     "edge_index",
-    "extract",
+    "features",
     "get_segmenter",
     "isotropic_grid",
     "load_atlas",

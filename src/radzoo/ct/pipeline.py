@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from radzoo.ct.features import CTFeatures
+from radzoo.ct.feature_files import CTFeatures
 from radzoo.ct.graph import EDGE_THRESHOLD, edge_index, overlap_adjacency
 from radzoo.ct.landmarks import load_atlas, map_landmarks
 from radzoo.ct.lungs import (
@@ -35,7 +35,7 @@ from radzoo.ct.lungs import (
 from radzoo.ct.patches import iter_patch_batches, patch_mask_fraction
 from radzoo.ct.register import RegistrationSettings, register_mask_to_atlas
 from radzoo.ct.resample import IsotropicSampler
-from radzoo.errors import CapabilityError, InputError
+from radzoo.errors import InputError
 from radzoo.io.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -65,12 +65,12 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
 
 
 def resolve_model(model: Any = "graphct_copdgene", device: Any = None) -> Any:
-    """A graph-CT ``ZooModel`` from a ZooModel, registry name or artifact directory."""
-    from radzoo import zoo
+    """A graph-CT model from a loaded model, registry name or artifact directory (``radzoo.load``)."""
+    from radzoo.resolve import load
+    from radzoo.zoo.model import ZooModel
 
-    m = model if isinstance(model, zoo.ZooModel) else zoo.load(model, device=device)
-    if m.spec.method != "graphct":
-        raise CapabilityError(f"model {m.name!r} is a {m.spec.method} model; CT features need a graph-CT model")
+    m = model if isinstance(model, ZooModel) else load(model, device=device, runtime="torch")
+    m.spec.require("ct", "lung CT features")
     return m
 
 
@@ -135,7 +135,7 @@ def _segment(volume: Volume, seg: LungSegmenter) -> tuple[Volume, list[str]]:
     return mask, list(getattr(seg, "warnings", []) or [])
 
 
-def extract(
+def features(
     source: Any,
     model: Any = "graphct_copdgene",
     *,
@@ -148,8 +148,8 @@ def extract(
 ) -> CTFeatures:
     """Graph-CT embeddings of one lung CT (see module docstring for the stages).
 
-    ``model``: a registry name (real weights via ``zoo.load``), an artifact directory or a
-    ``ZooModel``. Raises :class:`LungNotFoundError` when fewer than ``min_lung_ml`` of lung are
+    ``model``: a registry name or artifact directory (opened with ``radzoo.load``), or a loaded
+    model. Raises :class:`LungNotFoundError` when fewer than ``min_lung_ml`` of lung are
     found; other QA failures (poor registration, patches off the lungs) set ``qa["passed"]``
     to False, or raise :class:`CTQualityError` with ``require_qa=True``.
     """

@@ -1,6 +1,6 @@
 """Batch feature extraction: image archives -> resumable Parquet tables of embeddings.
 
-``extract(model, inputs, out, ...)`` is the API; ``radzoo extract`` the command line. The core is
+``extract_features(model, inputs, out, ...)`` is the API; ``radzoo extract`` the command line. The core is
 two plain functions (``work.prepare_item``, ``work.embed_prepared``) that the local engine runs
 in worker processes and the Ray engine runs as tasks and actors. CT (graph-CT) models take
 volumes and DICOM series (``volumes.discover_volumes``) through ``ct_work``, one at a time.
@@ -8,7 +8,7 @@ volumes and DICOM series (``volumes.discover_volumes``) through ``ct_work``, one
 
 from __future__ import annotations
 
-from radzoo.extract.api import ENGINES, ExtractResult, extract, open_model
+from radzoo.extract.api import ENGINES, ExtractResult, extract_features
 from radzoo.extract.discovery import Discovery, InputItem, Problem, discover
 from radzoo.extract.pseudonym import Pseudonymizer
 from radzoo.extract.sink import OutputError, read_table
@@ -24,7 +24,6 @@ __all__ = [
     "Pseudonymizer",
     "discover",
     "discover_volumes",
-    "extract",
-    "open_model",
+    "extract_features",
     "read_table",
 ]

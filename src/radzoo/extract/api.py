@@ -1,4 +1,4 @@
-"""``extract(...)``: an archive of images in, one Parquet table of embeddings out.
+"""``extract_features(...)``: an archive of images in, one Parquet table of embeddings out.
 
 The same options as ``radzoo extract``. The run is resumable: rerunning with the same output
 folder skips inputs already embedded by the same model revision and preprocessing.
@@ -19,6 +19,7 @@ from radzoo.extract.discovery import discover
 from radzoo.extract.pseudonym import Pseudonymizer
 from radzoo.extract.session import Counts, Session
 from radzoo.extract.state import identity_of
+from radzoo.resolve import load, spec_of
 
 ENGINES = ("local", "ray")
 
@@ -43,62 +44,18 @@ class ExtractResult:
         return 0 if self.ok else 3
 
 
-def open_model(
-    model: str | os.PathLike[str],
-    *,
-    random_weights: bool = False,
-    runtime: str = "torch",
-    device: str | None = None,
-    seed: int = 0,
-    threads: int | None = None,
-) -> Any:
-    """The model, loaded once: real weights via ``zoo.load``, or the explicit ``zoo.build``."""
-    from radzoo import zoo
-
-    onnx_options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1} if threads else {}
-    if random_weights:
-        text = os.fspath(model)
-        if Path(text).expanduser().is_dir():
-            raise InputError(
-                f"random_weights=True builds a registry model by name; {text} is an artifact folder "
-                "(its own weights are used without random_weights)"
-            )
-        built = zoo.build(text, seed=seed, device=device)
-        if runtime == "onnx":
-            try:
-                from radzoo.onnx.ort_runtime import onnx_runtime_for
-            except ModuleNotFoundError as exc:
-                raise CapabilityError("the ONNX runtime is not available in this radzoo build") from exc
-            built.use_runtime(onnx_runtime_for(built, **onnx_options))
-        elif runtime != "torch":
-            raise InputError(f"unknown runtime {runtime!r}; choose torch or onnx")
-        return built
-    try:
-        return zoo.load(model, device=device, runtime=runtime, **(onnx_options if runtime == "onnx" else {}))
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("radzoo.onnx"):
-            raise CapabilityError("the ONNX runtime is not available in this radzoo build") from exc
-        raise
-
-
-def set_threads(threads: int) -> None:
-    """Intra-op threads of the inference process (torch; onnxruntime gets ``intra_op_num_threads``)."""
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-def extract(
+def extract_features(
     model: Any,
     inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
     output: str | None = None,
     random_weights: bool = False,
+    seed: int = 0,
     batch_size: int = 16,
     workers: int | None = None,
     threads: int | None = None,
-    runtime: str = "torch",
+    runtime: str = "auto",
     device: str | None = None,
     engine: str = "local",
     address: str | None = None,
@@ -113,9 +70,9 @@ def extract(
 ) -> ExtractResult:
     """Embed every image under ``inputs`` into ``out`` (Parquet shards + errors table + manifest).
 
-    ``model``: a zoo name or artifact folder (``zoo.load``), or a registry name with
-    ``random_weights=True`` (``zoo.build``; the manifest says so), or an already loaded
-    ``ZooModel`` (local engine). ``inputs``: files, folders (recursive), globs, ``@list.txt``.
+    ``model``: a zoo name or artifact folder, opened by ``radzoo.load`` (with ``runtime``,
+    ``device``, ``threads`` and ``random_weights``: a registry name built with random weights,
+    which the manifest says), or an already loaded model (local engine). ``inputs``: files, folders (recursive), globs, ``@list.txt``.
     ``workers``: decode processes; 0 decodes inline. Default: on a GPU, one per spare core (up to
     8); on CPU, inline on machines of up to 4 cores (a decode process there takes a core from
     inference: ``benchmarks/bench_extract.py`` measured 0.85x of model-only throughput inline vs
@@ -154,21 +111,19 @@ def extract(
         raise InputError("address applies to engine='ray' only")
 
     if isinstance(model, (str, os.PathLike)):
-        if engine == "local":
-            set_threads(threads)
-        zmodel = open_model(model, random_weights=random_weights, runtime=runtime, device=device, threads=threads)
+        if engine == "ray" and "ct" in spec_of(model)[0].capabilities:
+            _refuse_ray_for_ct()  # before any weights are read
+        zmodel = load(model, random_weights=random_weights, seed=seed, runtime=runtime, device=device,
+                      threads=threads if engine == "local" else None)
     else:
         if engine == "ray":
             raise InputError("engine='ray' needs a model name or artifact folder: Ray actors load their own copy")
         zmodel = model
-    volumes = zmodel.spec.modality == "ct"
+    volumes = "ct" in zmodel.capabilities
     if volumes:
         _check_ct_options(zmodel, engine, user_workers, segmenter)
-    elif zmodel.spec.modality != "cxr" or zmodel.spec.preprocess.input != "image2d":
-        raise CapabilityError(
-            f"model {zmodel.name!r} is a {zmodel.spec.modality} model; batch extraction supports 2D chest X-ray "
-            "and graph-CT models"
-        )
+    else:
+        zmodel.spec.require("embed", "batch extraction of 2D images")
     ident = identity_of(zmodel, output)
     if volumes:
         from radzoo.extract.ct_work import ct_output_dim
@@ -187,6 +142,7 @@ def extract(
         "workers": None if volumes else workers,
         "threads": threads,
         "runtime": zmodel.runtime.name,
+        "runtime_reason": getattr(zmodel.runtime, "reason", ""),
         "device": str(zmodel.device),
         "engine": engine,
         "address": address,
@@ -221,7 +177,7 @@ def extract(
         else:
             from radzoo.extract.ray_engine import run_ray
 
-            run_ray(session, zmodel, todo, model_ref=os.fspath(model), random_weights=random_weights,
+            run_ray(session, zmodel, todo, model_ref=os.fspath(model), random_weights=random_weights, seed=seed,
                     runtime=runtime, device=device, batch_size=batch_size, threads=threads,
                     address=address, num_cpus=ray_cpus)
         status = "complete"
@@ -245,22 +201,20 @@ def default_workers(cores: int, device: Any = None) -> int:
     return 0 if cores <= 4 else min(cores // 4, 8)
 
 
+def _refuse_ray_for_ct() -> None:
+    raise CapabilityError(
+        "engine='ray' does not support CT models in this version: CT volumes run one at a time in this "
+        "process (engine='local'); to spread an archive over machines, split the inputs into several runs"
+    )
+
+
 def _check_ct_options(zmodel: Any, engine: str, workers: int | None, segmenter: str) -> None:
     """Refuse what a CT run cannot honour; say what is ignored."""
-    if zmodel.spec.method != "graphct":
-        raise CapabilityError(f"model {zmodel.name!r} is a {zmodel.spec.method} CT model; batch extraction of CT "
-                              "volumes supports graph-CT models")
-    if zmodel.runtime.name != "torch":
-        raise CapabilityError(f"CT models run on the torch runtime only (got {zmodel.runtime.name!r}); "
-                              "drop --runtime onnx")
     from radzoo.ct import get_segmenter
 
     get_segmenter(segmenter)  # an unknown name fails now, not once per volume
     if engine == "ray":
-        raise CapabilityError(
-            "engine='ray' does not support CT models in this version: CT volumes run one at a time in this "
-            "process (engine='local'); to spread an archive over machines, split the inputs into several runs"
-        )
+        _refuse_ray_for_ct()
     how = "volumes are processed one at a time in this process (bounded memory)"
     if workers:
         log.warning("radzoo extract: --workers=%d does not apply to CT models: %s", workers, how)

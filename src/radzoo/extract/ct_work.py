@@ -4,7 +4,7 @@ Two plain functions, like the 2D core in ``work.py``:
 
 * ``hash_volume``: the resume key (file sha256, or the series hash documented in ``volumes.py``);
   cheap next to the features, so an unchanged-but-touched volume is skipped before it is read.
-* ``embed_volume``: ``radzoo.ct.extract`` with ``require_qa=True``; the row holds the chosen output
+* ``embed_volume``: ``radzoo.ct.features`` with ``require_qa=True``; the row holds the chosen output
   and the QA columns. A volume without lungs (``LungNotFoundError``), failing QA
   (``CTQualityError``) or unreadable (``VolumeReadError``) becomes a ``Failure`` value.
 
@@ -133,7 +133,7 @@ def embed_volume(
     try:
         with _series_source(item) as source:
             volume = ct.read_ct(source)
-            features = ct.extract(volume, model, segmenter=segmenter, batch_size=batch_size, require_qa=True)
+            features = ct.features(volume, model, segmenter=segmenter, batch_size=batch_size, require_qa=True)
     except RadzooError as exc:
         return [], [Failure(p.path, p.size, p.mtime_ns, type(exc).__name__, _relabel(str(exc), source, item.path))]
     except MemoryError:

@@ -79,12 +79,11 @@ class _EmbedActor:
     """Holds the model; turns prepared rows into embedding rows (``data`` = float32 bytes)."""
 
     def __init__(self, model_ref: str, random_weights: bool, runtime: str, device: str | None, output: str,
-                 threads: int) -> None:
-        from radzoo.extract.api import open_model, set_threads
+                 threads: int, seed: int = 0) -> None:
+        from radzoo.resolve import load
 
-        set_threads(threads)
-        self.model = open_model(model_ref, random_weights=random_weights, runtime=runtime, device=device,
-                                threads=threads)
+        self.model = load(model_ref, random_weights=random_weights, seed=seed, runtime=runtime, device=device,
+                          threads=threads)
         self.output = output
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -111,6 +110,7 @@ def run_ray(
     *,
     model_ref: str,
     random_weights: bool,
+    seed: int = 0,
     runtime: str,
     device: str | None,
     batch_size: int,
@@ -153,7 +153,7 @@ def run_ray(
         )
         ds = ds.map_batches(
             _EmbedActor, batch_size=batch_size, num_cpus=actor_cpus, compute=ActorPoolStrategy(size=actors),
-            fn_constructor_kwargs={"model_ref": model_ref, "random_weights": random_weights, "runtime": runtime,
+            fn_constructor_kwargs={"model_ref": model_ref, "random_weights": random_weights, "seed": seed, "runtime": runtime,
                                    "device": device, "output": session.ident.output, "threads": threads},
         )
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):

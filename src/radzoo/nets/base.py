@@ -18,6 +18,15 @@ class EncoderNet(nn.Module):
 
     image_outputs: dict[str, int] = {}
     has_text: bool = False
+    has_graph_tower: bool = False  # IGCL: embeds report knowledge graphs into the joint space
+
+    @property
+    def output_widths(self) -> dict[str, int]:
+        """Every named output a spec may list, with its width: the one source of output widths.
+
+        2D nets: their image outputs. CT nets override this with their volume outputs.
+        """
+        return dict(self.image_outputs)
 
     def image_features(self, x: torch.Tensor, output: str) -> torch.Tensor:
         raise TypeError(f"{type(self).__name__} has no 2D image encoder")

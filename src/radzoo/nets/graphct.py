@@ -79,6 +79,12 @@ class GraphCTNet(EncoderNet):
             else None
         )
         self.image_outputs = {}
+        self.feature_dim = feature_dim
+
+    @property
+    def output_widths(self) -> dict[str, int]:
+        """``patch`` / ``node`` / ``subject`` embeddings, all ``feature_dim`` wide."""
+        return {"patch": self.feature_dim, "node": self.feature_dim, "subject": self.feature_dim}
 
     def encode_patches(self, patches: torch.Tensor) -> torch.Tensor:
         """``[N, 1, 32, 32, 32]`` normalised patches -> ``[N, 128]`` (the first 128 dims before the location concat)."""

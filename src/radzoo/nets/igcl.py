@@ -109,6 +109,7 @@ class IGCLNet(EncoderNet):
         self.graph_proj = nn.Linear(graph_hidden, embed_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(2.659260036932778))  # ln(1/0.07)
         self.image_outputs = {"trunk": width, "global": embed_dim}
+        self.has_graph_tower = True
 
     def image_features(self, x: torch.Tensor, output: str = "global") -> torch.Tensor:
         self.check_output(output)

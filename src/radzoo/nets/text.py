@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
-from transformers import BertConfig, BertModel
 
 
 def build_bert(config: Mapping[str, Any]) -> nn.Module:
     """A ``BertModel`` with pooler (the originals' checkpoints include ``pooler.*``)."""
+    from transformers import BertConfig, BertModel  # only text-bearing models pay for this import
+
     cfg = BertConfig(**dict(config))
     return BertModel(cfg, add_pooling_layer=True)

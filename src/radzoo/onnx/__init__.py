@@ -1,28 +1,30 @@
-"""ONNX export of zoo artifacts, the onnxruntime runtime, and golden-output verification.
+"""ONNX export of zoo models, the onnxruntime runtime, and golden-output verification.
 
-``export_artifact(DIR)`` writes ``DIR/onnx/*.onnx`` with a parity proof; ``zoo.load(DIR,
-runtime="onnx")`` then serves ``embed`` through onnxruntime; ``verify_artifact(DIR)`` recomputes
-the stored golden outputs with torch and ONNX. Heavy imports (onnx, onnxruntime) happen on call.
+``export_model(model)`` writes ``<artifact>/onnx/*.onnx`` with a parity proof;
+``radzoo.load(DIR, runtime="onnx")`` then serves ``embed`` through onnxruntime;
+``verify_model(model)`` recomputes the stored golden outputs with torch and ONNX. By name or
+directory: ``radzoo.artifacts.export_artifact`` / ``verify_artifact``. Heavy imports (onnx,
+onnxruntime) happen on call.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["export_artifact", "onnx_runtime_for", "verify_artifact"]
+__all__ = ["export_model", "onnx_runtime_for", "verify_model"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "export_artifact":
-        from radzoo.onnx.export import export_artifact
+    if name == "export_model":
+        from radzoo.onnx.export import export_model
 
-        return export_artifact
+        return export_model
     if name == "onnx_runtime_for":
         from radzoo.onnx.ort_runtime import onnx_runtime_for
 
         return onnx_runtime_for
-    if name == "verify_artifact":
-        from radzoo.onnx.verify import verify_artifact
+    if name == "verify_model":
+        from radzoo.onnx.verify import verify_model
 
-        return verify_artifact
+        return verify_model
     raise AttributeError(f"module 'radzoo.onnx' has no attribute {name!r}")

@@ -31,10 +31,11 @@ import torch
 
 from radzoo.errors import ArtifactError, InputError, RadzooError
 from radzoo.onnx.graphs import GraphDef, graph_defs, reference_outputs
-from radzoo.zoo.artifact import CARD, CONFIG, load_artifact
+from radzoo.zoo.artifact import CARD, CONFIG
+from radzoo.zoo.model import ZooModel
 from radzoo.zoo.weights import sha256_file
 
-#: ONNX opset written by ``export_artifact`` (LayerNormalization is native from 17 on).
+#: ONNX opset written by ``export_model`` (LayerNormalization is native from 17 on).
 DEFAULT_OPSET = 17
 #: fp32 parity tolerance (max abs diff, torch vs onnxruntime) above which export fails.
 PARITY_TOL = 1e-4
@@ -46,13 +47,14 @@ class ParityError(RadzooError):
     """An exported graph does not reproduce torch within tolerance; nothing was written."""
 
 
-def export_artifact(
-    directory: str | os.PathLike[str],
+def export_model(
+    model: ZooModel,
     outputs: Iterable[str] | None = None,
     opset: int = DEFAULT_OPSET,
     parity_tol: float = PARITY_TOL,
 ) -> dict[str, Any]:
-    """Export the artifact's graphs to ``DIR/onnx/*.onnx`` and record them in ``config.json``.
+    """Export ``model``'s graphs into its artifact (``model.directory/onnx/*.onnx``) and record them
+    in ``config.json`` (``radzoo.artifacts.export_artifact`` does this for a directory).
 
     ``outputs`` selects graphs by graph name (``image_trunk``, ``text_global``, ``patch_encoder``,
     ``gnn``) or image output name (``trunk``); ``None`` exports all. Graphs already exported from
@@ -62,12 +64,15 @@ def export_artifact(
     """
     import onnxruntime as ort
 
-    directory = Path(directory)
+    if model.directory is None:
+        raise ArtifactError(f"model {model.name!r} has no artifact directory to export into; save it first (zoo.save)")
+    directory = Path(model.directory)
     if not isinstance(parity_tol, (int, float)) or not parity_tol > 0:
         raise InputError(f"parity_tol must be a positive number, got {parity_tol!r}")
     if not isinstance(opset, int) or not 14 <= opset <= 20:
         raise InputError(f"opset must be an integer between 14 and 20, got {opset!r}")
-    model = load_artifact(directory, device="cpu")
+    if model.device.type != "cpu":
+        raise InputError(f"export traces on the CPU; load {directory} with device='cpu'")
     defs = _select(graph_defs(model), outputs, model.name)
     if not defs:
         raise InputError(f"model {model.name!r} has no exportable graphs")

@@ -1,4 +1,4 @@
-"""onnxruntime behind ``ZooModel.embed``: ``zoo.load(DIR, runtime="onnx", **options)``.
+"""onnxruntime behind ``ZooModel.embed``: ``radzoo.load(DIR, runtime="onnx", runtime_options={...})``.
 
 Sessions are created lazily, one per exported graph, and cached. Provider choice: CUDA when
 onnxruntime offers ``CUDAExecutionProvider`` (the ``onnxruntime-gpu`` wheel) and the model's
@@ -127,8 +127,10 @@ class OnnxRuntime:
         *,
         providers: Sequence[str],
         verify_files: bool = True,
+        reason: str = "requested runtime='onnx'",
         **options: Any,
     ) -> None:
+        self.reason = reason
         self.directory = Path(directory)
         self.section = config["onnx"]
         self.weights_sha = config.get("weights", {}).get("sha256")
@@ -241,15 +243,15 @@ def _int64(x: Any) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.int64)
 
 
-def onnx_runtime_for(model: ZooModel, **options: Any) -> OnnxRuntime:
+def onnx_runtime_for(model: ZooModel, *, reason: str = "requested runtime='onnx'", **options: Any) -> OnnxRuntime:
     """The onnxruntime backend for a model loaded from an artifact directory with an ONNX export."""
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise InputError(f"unknown onnx runtime option(s) {unknown}; known: {', '.join(_OPTIONS)}")
     if model.directory is None:
         raise ArtifactError(
-            f"model {model.name!r} was not loaded from an artifact directory (zoo.build?): save it with "
-            "zoo.save(model, DIR), run `radzoo export DIR`, then zoo.load(DIR, runtime='onnx')"
+            f"model {model.name!r} was not loaded from an artifact directory (radzoo.build?): save it with "
+            "zoo.save(model, DIR), run `radzoo export DIR`, then radzoo.load(DIR, runtime='onnx')"
         )
     if not model.config.get("onnx", {}).get("graphs"):
         raise ArtifactError(
@@ -257,4 +259,4 @@ def onnx_runtime_for(model: ZooModel, **options: Any) -> OnnxRuntime:
         )
     providers = options.pop("providers", None)
     providers = check_providers(providers) if providers is not None else default_providers(model.device.type)
-    return OnnxRuntime(model.directory, model.config, providers=providers, **options)
+    return OnnxRuntime(model.directory, model.config, providers=providers, reason=reason, **options)

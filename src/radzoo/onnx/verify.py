@@ -8,14 +8,13 @@ the exported graphs still produce what the converter produced. Tolerances: 1e-5 
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from radzoo.errors import ArtifactError, InputError, RadzooError, WeightsError
+from radzoo.errors import ArtifactError, InputError, RadzooError
 from radzoo.zoo.golden import check_golden, golden_inputs
 from radzoo.zoo.model import ZooModel
 
@@ -45,7 +44,7 @@ class Check:
 
 @dataclass
 class VerifyReport:
-    """Result of ``verify_artifact``: ``passed`` is True only if every non-skipped check passed."""
+    """Result of ``verify_model``: ``passed`` is True only if every non-skipped check passed."""
 
     source: str
     model: str | None
@@ -77,7 +76,7 @@ def _max_diff(ref: np.ndarray, got: np.ndarray) -> float:
     return diff if np.isfinite(diff) else float("inf")
 
 
-def _golden_of(config: dict[str, Any], where: str) -> dict[str, Any]:
+def golden_of(config: dict[str, Any], where: str) -> dict[str, Any]:
     golden = config.get("golden")
     if not golden or not golden.get("outputs"):
         raise ArtifactError(
@@ -88,37 +87,18 @@ def _golden_of(config: dict[str, Any], where: str) -> dict[str, Any]:
     return golden
 
 
-def verify_artifact(
-    name_or_path: str | os.PathLike[str], runtime: str = "both", revision: str | None = None
-) -> VerifyReport:
-    """Recompute the stored golden outputs (torch and/or ONNX) and compare; see ``VerifyReport``.
+def verify_model(model: ZooModel, runtime: str = "both", report: VerifyReport | None = None) -> VerifyReport:
+    """Recompute ``model``'s stored golden outputs (torch and/or ONNX) and compare; see ``VerifyReport``.
 
     ``runtime="both"`` checks ONNX only when the artifact has an export (else reports it skipped);
-    ``runtime="onnx"`` fails when there is none. Artifacts whose weights no longer load (changed
-    file, wrong keys) give a failed ``load`` check rather than an exception.
+    ``runtime="onnx"`` fails when there is none. ``radzoo.artifacts.verify_artifact`` does this for
+    a name or directory, turning a failed strict load into a failed ``load`` check.
     """
-    from radzoo import zoo
-    from radzoo.zoo.artifact import read_config
-
     if runtime not in RUNTIME_CHOICES:
         raise InputError(f"runtime must be one of {', '.join(RUNTIME_CHOICES)}, got {runtime!r}")
-    source = os.fspath(name_or_path)
-    path = Path(source).expanduser()
-    report = VerifyReport(source=source, model=None)
-    if path.is_dir():
-        config = read_config(path)  # not an artifact at all -> ArtifactError (a usage error)
-        report.model = config.get("spec", {}).get("name")
-        golden = _golden_of(config, str(path))
-    try:
-        model = zoo.load(path if path.is_dir() else source, revision=revision, device="cpu")
-    except (ArtifactError, WeightsError) as exc:
-        if not path.is_dir():
-            raise
-        report.checks.append(Check("torch", "load", False, note=str(exc)))
-        return report
+    report = report or VerifyReport(source=str(model.directory or model.name), model=model.name)
     report.model = model.name
-    golden = _golden_of(model.config, str(model.directory or source))
-
+    golden = golden_of(model.config, str(model.directory or model.name))
     if runtime in ("torch", "both"):
         for name, diff in check_golden(model, golden).items():
             report.checks.append(Check("torch", name, diff <= TORCH_TOL, diff, TORCH_TOL))

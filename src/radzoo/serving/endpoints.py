@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from radzoo.errors import CapabilityError, InputError, RadzooError
+from radzoo.errors import InputError, RadzooError
 from radzoo.serving import metrics
 from radzoo.serving.http_errors import NoUsableItemsError, PayloadTooLargeError, item_error
 from radzoo.serving.payloads import content_tag
-from radzoo.serving.pool import ModelPool, capabilities
+from radzoo.serving.pool import ModelPool
 from radzoo.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -71,11 +71,7 @@ class Endpoints:
             raise InputError(f"encoding_format must be 'float' or 'base64', got {encoding_format!r}")
         entry = self.pool.get(self.pool.check_served(model_name))
         model = entry.model
-        if model.spec.modality != "cxr" or model.spec.preprocess.input != "image2d":
-            raise CapabilityError(
-                f"model {model.name!r} is a {model.spec.modality} model; it does not embed 2D images "
-                "(use /ct_features for CT volumes)"
-            )
+        model.spec.require("embed", "2D image embeddings (CT volumes go to /ct_features)")
         out_name = model.resolve_output(output)
 
         images, indices, errors = self._read_items(items, model, endpoint)
@@ -135,11 +131,10 @@ class Endpoints:
             raise NoUsableItemsError(f"none of the {len(items)} images could be used: {first}{more}", errors)
         return images, indices, errors
 
-    def _text_model(self, model_name: str | None, what: str) -> Any:
+    def _capable(self, model_name: str | None, capability: str, what: str) -> Any:
+        """The pool entry of a served model that has ``capability`` (else a 422 naming what it offers)."""
         entry = self.pool.get(self.pool.check_served(model_name))
-        if "zero_shot" not in capabilities(entry.model.spec):
-            raise CapabilityError(f"model {entry.model.name!r} has no text tower; {what} needs an image-text model "
-                                  "(PRIOR or LoVT)")
+        entry.model.spec.require(capability, what)
         return entry
 
     # ---- POST /zero_shot -----------------------------------------------------------------------
@@ -148,7 +143,7 @@ class Endpoints:
         """Per-image label probabilities (``ZooModel.zero_shot``); the scoring rule is named."""
         from radzoo.serving.batching import INFERENCE_LOCK
 
-        entry = self._text_model(model_name, "zero-shot classification")
+        entry = self._capable(model_name, "zero_shot", "zero-shot classification")
         images, indices, errors = self._read_items(items, entry.model, "zero_shot")
         with INFERENCE_LOCK:
             result = entry.model.zero_shot(images, labels=labels, prompts=prompts, mode=mode)
@@ -178,7 +173,7 @@ class Endpoints:
             raise InputError(f"response_format must be 'png' or 'json', got {response_format!r}")
         if not isinstance(text, str) or not text.strip():
             raise InputError("text must be a non-empty string")
-        entry = self._text_model(model_name, "grounding")
+        entry = self._capable(model_name, "ground", "grounding")
         images, _, _ = self._read_items([item], entry.model, "ground")
         with INFERENCE_LOCK:
             result = entry.model.ground(images[0], text)
@@ -199,19 +194,17 @@ class Endpoints:
     def ct_features(self, model_name: str | None, item: Item, *, nodes: bool = True,
                     require_qa: bool = False) -> dict[str, Any]:
         """Graph-CT subject and node embeddings plus QA for one CT (NIfTI/MHA/NRRD or zipped DICOM series)."""
-        from radzoo.ct import extract, read_ct
+        from radzoo.ct import features as ct_features
+        from radzoo.ct import read_ct
         from radzoo.serving.batching import INFERENCE_LOCK
 
         if isinstance(item, BaseException):
             raise item
-        entry = self.pool.get(self.pool.check_served(model_name))
-        if "ct_features" not in capabilities(entry.model.spec):
-            raise CapabilityError(f"model {entry.model.name!r} is a {entry.model.spec.modality} model; "
-                                  "CT features need a graph-CT model")
+        entry = self._capable(model_name, "ct", "lung CT features")
         try:
             volume = read_ct(item)
             with INFERENCE_LOCK:
-                features = extract(volume, entry.model, require_qa=require_qa)
+                features = ct_features(volume, entry.model, require_qa=require_qa)
         except RadzooError as exc:
             metrics.error("ct_features", type(exc).__name__)
             log.info("ct_features: volume (sha256:%s) rejected: %s", content_tag(item), type(exc).__name__)

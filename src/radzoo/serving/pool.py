@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from radzoo.errors import InputError, ModelNotFoundError
+from radzoo.resolve import load, spec_of
 from radzoo.serving import metrics
 from radzoo.serving.batching import Batcher
 from radzoo.serving.settings import ServeSettings
@@ -37,36 +38,6 @@ class LoadedModel:
         return self.batcher.submit(batch, output)
 
 
-def onnx_available() -> bool:
-    """Whether the ONNX runtime module of radzoo is installed in this build."""
-    try:
-        import radzoo.onnx.ort_runtime  # noqa: F401
-    except ModuleNotFoundError:
-        return False
-    return True
-
-
-def _spec_of(name: str) -> tuple[Any, str]:
-    """(spec, source) for a local artifact or registry name, without loading weights."""
-    from radzoo import zoo
-    from radzoo.zoo.artifact import is_artifact, read_config
-    from radzoo.zoo.spec import ModelSpec
-
-    local = zoo.local_zoo_dir() / name
-    if is_artifact(local):
-        config = read_config(local)
-        return ModelSpec.from_dict(config["spec"]), "local"
-    return zoo.get_spec(name), "registry"
-
-
-def _has_onnx_export(name: str) -> bool:
-    from radzoo import zoo
-    from radzoo.zoo.artifact import is_artifact, read_config
-
-    local = zoo.local_zoo_dir() / name
-    return is_artifact(local) and "onnx" in read_config(local)
-
-
 class ModelPool:
     """Lazily loaded models, least recently used evicted beyond ``settings.max_loaded_models``."""
 
@@ -81,11 +52,11 @@ class ModelPool:
     # ---- what is served --------------------------------------------------------------------
     def served_names(self) -> list[str]:
         """Names this server answers for: the configured list, else registry + local zoo."""
-        from radzoo import zoo
+        from radzoo.zoo import list_models, local_models
 
         if self.settings.models:
             return list(self.settings.models)
-        return sorted(set(zoo.list_models()) | set(zoo.local_models()))
+        return sorted(set(list_models()) | set(local_models()))
 
     def check_served(self, name: str | None) -> str:
         """The model name to use for a request, or a 4xx error naming the choices."""
@@ -110,7 +81,7 @@ class ModelPool:
         for name in self.served_names():
             row: dict[str, Any] = {"id": name, "object": "model", "loaded": name in loaded}
             try:
-                spec, source = _spec_of(name)
+                spec, source = spec_of(name)
             except Exception as exc:  # noqa: BLE001 - one broken entry must not hide the others
                 row.update({"available": False, "error": str(exc)})
                 rows.append(row)
@@ -129,21 +100,13 @@ class ModelPool:
                     "paper_url": spec.paper_url,
                     "description": spec.description,
                     "random_weights": bool(self.settings.random_weights or spec.random_init),
-                    "runtime": entry.runtime if entry else self.planned_runtime(name),
-                    "capabilities": capabilities(spec),
+                    "runtime": entry.runtime if entry else self.settings.runtime,
+                    "runtime_reason": entry.model.runtime.reason if entry else "decided when the model loads",
+                    "capabilities": sorted(spec.capabilities),
                 }
             )
             rows.append(row)
         return rows
-
-    def planned_runtime(self, name: str) -> str:
-        """The runtime a load of ``name`` would use (``auto`` resolved against the artifact)."""
-        choice = self.settings.runtime
-        if choice != "auto":
-            return choice
-        if self.settings.random_weights:
-            return "torch"
-        return "onnx" if onnx_available() and _has_onnx_export(name) else "torch"
 
     # ---- loading ---------------------------------------------------------------------------
     def loaded_names(self) -> list[str]:
@@ -183,22 +146,11 @@ class ModelPool:
             return entry
 
     def _load(self, name: str) -> LoadedModel:
-        from radzoo import zoo
-
         settings = self.settings
         start = time.perf_counter()
-        runtime = self.planned_runtime(name)
-        if settings.random_weights:
-            if runtime == "onnx":
-                raise InputError(
-                    f"model {name!r}: random-weight models have no ONNX export; serve them with runtime torch or auto"
-                )
-            spec, _ = _spec_of(name)
-            model = zoo.build(spec, device=settings.device)
-        else:
-            model = zoo.load(name, device=settings.device, runtime=runtime)
+        model = load(name, device=settings.device, runtime=settings.runtime, random_weights=settings.random_weights)
         seconds = time.perf_counter() - start
-        log.info("loaded model %s (runtime %s, %s) in %.2f s", name, model.runtime.name,
+        log.info("loaded model %s (runtime %s: %s; %s) in %.2f s", name, model.runtime.name, model.runtime.reason,
                  "RANDOM weights" if model.random_init else "weights " + model.revision, seconds)
         batcher = Batcher(model.embed_batch, max_batch_size=settings.max_batch_size,
                           wait_ms=settings.batch_wait_ms, name=name)
@@ -210,15 +162,3 @@ class ModelPool:
             self._loaded.clear()
         for entry in entries:
             entry.batcher.close()
-
-
-def capabilities(spec: Any) -> list[str]:
-    """Endpoints a spec can serve (by modality and text tower)."""
-    caps = []
-    if spec.modality == "cxr" and spec.preprocess.input == "image2d":
-        caps.append("embeddings")
-    if spec.modality == "ct":
-        caps.append("ct_features")
-    if spec.arch_args.get("text_config") and not spec.arch_args.get("image_only", False):
-        caps += ["zero_shot", "ground"]
-    return caps

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from radzoo.errors import InputError
-
-RUNTIME_CHOICES = ("auto", "onnx", "torch")
+from radzoo.runtimes import RUNTIMES as RUNTIME_CHOICES  # noqa: E402 - one list of runtimes
 
 #: Setting name -> environment variable.
 ENV_NAMES = {
@@ -48,9 +47,9 @@ class ServeSettings:
 
     models: tuple[str, ...] = ()  # names served; empty = every registry entry and local artifact
     default_model: str | None = None  # used when a request names no model (default: first of models)
-    runtime: str = "auto"  # auto = onnx when the artifact has an ONNX export, else torch
+    runtime: str = "auto"  # radzoo.runtimes: auto, torch or onnx
     device: str | None = None  # cpu, cuda, cuda:N; None = cuda when available
-    random_weights: bool = False  # zoo.build() instead of zoo.load(): TEST/SMOKE ONLY, marked in answers
+    random_weights: bool = False  # radzoo.build() weights: TEST/SMOKE ONLY, marked in answers
     max_loaded_models: int = 2  # least recently used model is unloaded beyond this
     max_batch_size: int = 32  # images per forward pass across concurrent requests
     batch_wait_ms: float = 0.0  # extra wait to grow a batch (0: take what is queued, no added latency)

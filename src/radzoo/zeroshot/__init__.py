@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# Lazy: ``radzoo.zeroshot.commands`` is imported by the CLI for every command, and must not pull
+# Lazy: ``radzoo.cli.zeroshot`` is imported by the CLI for every command, and must not pull
 # in torch/transformers just to build the argument parser.
 _EXPORTS = {
     "encode_prompts": "classify",

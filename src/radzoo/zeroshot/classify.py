@@ -25,7 +25,7 @@ _RULES: dict[str, ModuleType] = {"prior": prior, "lovt": lovt}
 
 def rules_for(model: Any) -> ModuleType:
     """The method module of an image-text model, or a ``CapabilityError`` that says why not."""
-    require_text(model.spec, bool(getattr(model.net, "has_text", False)))
+    require_text(model.spec)
     return _RULES[model.spec.method]
 
 

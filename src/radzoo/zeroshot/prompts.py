@@ -171,15 +171,16 @@ _NO_TEXT = {
 }
 
 
-def require_text(spec: Any, has_text: bool = True) -> None:
-    """Raise ``CapabilityError`` unless ``spec`` names an image-text model with its text tower."""
-    if spec.method in _NO_TEXT:
-        raise CapabilityError(f"model {spec.name!r} cannot do zero-shot or grounding: {_NO_TEXT[spec.method]}")
-    if not has_text or spec.arch_args.get("image_only"):
-        raise CapabilityError(
-            f"model {spec.name!r} is PRIOR's image-only release (no text tower); use an image-text "
-            "PRIOR model such as prior_resnet50_imagetext"
-        )
+def require_text(spec: Any) -> None:
+    """Raise ``CapabilityError`` unless ``spec`` can score prompts (``spec.capabilities``), saying why not."""
+    if "zero_shot" in spec.capabilities:
+        return
+    offers = ", ".join(sorted(spec.capabilities)) or "nothing"
+    why = _NO_TEXT.get(spec.method) or (
+        "it is PRIOR's image-only release (no text tower); use an image-text PRIOR model such as "
+        "prior_resnet50_imagetext"
+    )
+    raise CapabilityError(f"model {spec.name!r} cannot do zero-shot or grounding: {why} (it offers: {offers})")
 
 
 def zero_shot_section(spec: Any) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from typing import Any
 
 from radzoo import __version__
 from radzoo.errors import ArtifactError, SchemaVersionError
-from radzoo.nets import build_net
 from radzoo.zoo.model import ZooModel
 from radzoo.zoo.spec import SCHEMA_VERSION, ModelSpec
 from radzoo.zoo.weights import load_strict, read_weights, save_weights, sha256_file
@@ -76,8 +75,13 @@ def read_config(directory: Path) -> dict[str, Any]:
     return config
 
 
-def load_artifact(directory: str | Path, device: Any = None) -> ZooModel:
-    """Build the network from ``config.json`` and load ``model.safetensors`` strictly."""
+def load_artifact(directory: str | Path, device: Any = None, cls: type[ZooModel] = ZooModel) -> ZooModel:
+    """Build the network from ``config.json`` and load ``model.safetensors`` strictly.
+
+    The low-level reader under ``radzoo.load``; callers outside the zoo open models there.
+    """
+    from radzoo.zoo.instantiate import instantiate
+
     directory = Path(directory)
     config = read_config(directory)
     try:
@@ -92,9 +96,9 @@ def load_artifact(directory: str | Path, device: Any = None) -> ZooModel:
         )
     state = read_weights(weights_path)
     try:
-        net = build_net(spec.arch, spec.arch_args)
-    except ValueError as exc:
-        raise ArtifactError(f"{directory}: cannot build architecture: {exc}") from exc
+        net = instantiate(spec)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{directory}: {exc}") from exc
     load_strict(net, state, f"weights {weights_path}")
     assets = {}
     asset_dir = directory / ASSETS
@@ -105,7 +109,7 @@ def load_artifact(directory: str | Path, device: Any = None) -> ZooModel:
         assets[name] = path
     if (directory / "tokenizer").is_dir():
         assets["tokenizer"] = directory / "tokenizer"
-    return ZooModel(spec, net, device=device, assets=assets, directory=directory, config=config)
+    return cls(spec, net, device=device, assets=assets, directory=directory, config=config)
 
 
 def save_artifact(

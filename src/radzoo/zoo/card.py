@@ -31,20 +31,20 @@ def render_card(config: dict[str, Any]) -> str:
     ]
     if spec.get("random_init"):
         lines += [
-            "> **Random weights.** This artifact was built with `zoo.build` (random initialisation) and is",
+            "> **Random weights.** This artifact was built with `radzoo.build` (random initialisation) and is",
             "> meant for tests and offline smoke runs only. Its embeddings carry no medical meaning.",
             "",
         ]
-    lines += [spec["description"], "", "## Usage", "", "```python", "from radzoo import zoo", ""]
+    lines += [spec["description"], "", "## Usage", "", "```python", "import radzoo", ""]
     if spec["modality"] == "ct":
         lines += [
             "import radzoo.ct",
-            f'result = radzoo.ct.extract("chest_ct.nii.gz", model="{spec["name"]}")',
+            f'result = radzoo.ct.features("chest_ct.nii.gz", model="{spec["name"]}")',
             "result.subject_embedding  # (128,)",
         ]
     else:
         lines += [
-            f'model = zoo.load("{spec["name"]}")',
+            f'model = radzoo.load("{spec["name"]}")',
             'emb = model.embed(["chest_xray.dcm"])  # float32 (N, D)',
         ]
     lines += ["```", "", "## Outputs", "", "| output | dim | default |", "|---|---|---|"]

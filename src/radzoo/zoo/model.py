@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from radzoo.errors import CapabilityError, InputError
+from radzoo.errors import InputError
 from radzoo.nets.base import EncoderNet
 from radzoo.zoo.devices import resolve_device
 from radzoo.zoo.spec import ModelSpec
@@ -18,7 +18,8 @@ from radzoo.zoo.torch_runtime import Runtime, TorchRuntime
 
 
 class ZooModel:
-    """What ``zoo.load`` and ``zoo.build`` return.
+    """A network bound to its spec: what every artifact loads into (``radzoo.Model`` adds the
+    zero-shot, grounding and text methods that live above the zoo).
 
     * ``spec``: the model's spec (from the artifact's ``config.json`` when loaded).
     * ``net``: the torch network, in eval mode, on ``device``.
@@ -69,6 +70,11 @@ class ZooModel:
         return self.spec.random_init
 
     @property
+    def capabilities(self) -> frozenset[str]:
+        """What this model can do (``ModelSpec.capabilities``)."""
+        return self.spec.capabilities
+
+    @property
     def revision(self) -> str:
         """Identifies the weights: the safetensors sha256 prefix when known, else the spec's revision."""
         sha = self.config.get("weights", {}).get("sha256")
@@ -76,7 +82,7 @@ class ZooModel:
 
     def __repr__(self) -> str:
         init = ", random weights" if self.random_init else ""
-        return f"ZooModel({self.name!r}, outputs={self.outputs}, device={self.device}, runtime={self.runtime.name}{init})"
+        return f"{type(self).__name__}({self.name!r}, outputs={self.outputs}, device={self.device}, runtime={self.runtime.name}{init})"
 
     # ---- device / runtime -----------------------------------------------------------------
     def to(self, device: str | torch.device | None) -> ZooModel:
@@ -98,10 +104,7 @@ class ZooModel:
         return make_transform(self.spec.preprocess)
 
     def _require_2d(self) -> None:
-        if self.spec.modality != "cxr" or self.spec.preprocess.input != "image2d":
-            raise CapabilityError(
-                f"model {self.name!r} is a {self.spec.modality} model; use radzoo.ct.extract for CT volumes"
-            )
+        self.spec.require("embed", "2D image embeddings (CT volumes go through radzoo.ct.features)")
 
     def prepare(self, images: Iterable[Any]) -> torch.Tensor:
         """Read and preprocess images into one ``[N, C, H, W]`` float32 batch."""
@@ -145,22 +148,3 @@ class ZooModel:
         if out.ndim != 2 or out.shape[1] != expected:
             raise RuntimeError(f"{self.name}: output {name!r} has shape {out.shape}, spec says (N, {expected})")
         return out
-
-    # ---- zero-shot and grounding (image-text models; see radzoo.zeroshot) -------------------
-    def zero_shot(self, images: Any, labels: Sequence[str] | None = None, prompts: Any = None, **kwargs: Any) -> Any:
-        """Per-image, per-label probabilities from prompts (``radzoo.zeroshot.zero_shot``)."""
-        from radzoo.zeroshot.classify import zero_shot
-
-        return zero_shot(self, images, labels, prompts, **kwargs)
-
-    def ground(self, image: Any, text: str, method: str = "auto") -> Any:
-        """Image-sized similarity map of ``text`` over ``image`` (``radzoo.zeroshot.ground``)."""
-        from radzoo.zeroshot.grounding import ground
-
-        return ground(self, image, text, method=method)
-
-    def encode_text(self, texts: Sequence[str], prompt_set: str = "") -> dict[str, torch.Tensor]:
-        """Text embeddings of prompts in the model's joint space (cached per prompt set + texts)."""
-        from radzoo.zeroshot.classify import encode_prompts
-
-        return encode_prompts(self, list(texts), prompt_set)[0]

@@ -20,6 +20,16 @@ SCHEMA_VERSION = 1
 METHODS = ("mococxr", "prior", "lovt", "igcl", "graphct")
 MODALITIES = ("cxr", "ct")
 
+#: What a model can do (``ModelSpec.capabilities``); every caller reads this one source:
+#: ``embed`` 2D image embeddings, ``text`` text embeddings in the joint space, ``zero_shot`` /
+#: ``ground`` prompt scoring and grounding maps, ``ct`` lung CT features from volumes,
+#: ``graph`` report knowledge-graph embeddings (IGCL's graph tower).
+CAPABILITIES = ("embed", "text", "zero_shot", "ground", "ct", "graph")
+
+#: Architectures with a text tower (unless built ``image_only``) and with a graph tower.
+_TEXT_ARCHS = ("prior", "lovt")
+_GRAPH_ARCHS = ("igcl",)
+
 
 @dataclass(frozen=True)
 class Preprocess:
@@ -101,7 +111,7 @@ class ModelSpec:
     assets: Mapping[str, str] = field(default_factory=dict)  # artifact name -> packaged resource
     text: Mapping[str, Any] = field(default_factory=dict)  # tokenizer / prompt facts for text models
     tags: tuple[str, ...] = ()
-    random_init: bool = False  # True in artifacts whose weights come from zoo.build()
+    random_init: bool = False  # True in artifacts whose weights come from radzoo.build()
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -116,6 +126,40 @@ class ModelSpec:
     @property
     def dim(self) -> int:
         return int(self.outputs[self.default_output])
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What this model can do, derived once from its architecture (see ``CAPABILITIES``)."""
+        caps: set[str] = set()
+        if self.modality == "cxr" and self.preprocess.input == "image2d":
+            caps.add("embed")
+        if self.modality == "ct":
+            caps.add("ct")
+        if self.arch in _TEXT_ARCHS and self.arch_args.get("text_config") and not self.arch_args.get("image_only"):
+            caps |= {"text", "zero_shot", "ground"}
+        if self.arch in _GRAPH_ARCHS:
+            caps.add("graph")
+        return frozenset(caps)
+
+    def require(self, capability: str, what: str) -> None:
+        """Raise a ``CapabilityError`` naming what this model can do when it lacks ``capability``."""
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown capability {capability!r}; known: {CAPABILITIES}")
+        if capability not in self.capabilities:
+            from radzoo.errors import CapabilityError
+
+            offers = ", ".join(c for c in CAPABILITIES if c in self.capabilities) or "nothing"
+            hint = {
+                "embed": "2D image embeddings need a chest X-ray model",
+                "text": "text needs an image-text model (PRIOR or LoVT with a text tower)",
+                "zero_shot": "zero-shot needs an image-text model (PRIOR or LoVT with a text tower)",
+                "ground": "grounding needs an image-text model (PRIOR or LoVT with a text tower)",
+                "ct": "CT features need a graph-CT model",
+                "graph": "report graphs need IGCL's graph tower",
+            }[capability]
+            raise CapabilityError(
+                f"model {self.name!r} (a {self.method} {self.modality} model) cannot do {what}: {hint}; it offers: {offers}"
+            )
 
     def with_(self, **changes: Any) -> ModelSpec:
         return replace(self, **changes)

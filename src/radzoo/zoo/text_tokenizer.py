@@ -36,7 +36,7 @@ def load_tokenizer(model: Any) -> Any:
     if path is None:
         raise CapabilityError(
             f"model {model.name!r} has no tokenizer: its artifact lacks a tokenizer/ directory. Rebuild "
-            "it with `radzoo build MODEL --tokenizer DIR` / zoo.build(..., tokenizer=DIR) or convert "
+            "it with `radzoo build MODEL --tokenizer DIR` / radzoo.build(..., tokenizer=DIR) or convert "
             "with --tokenizer DIR"
         )
     path = Path(path)

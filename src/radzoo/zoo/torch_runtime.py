@@ -9,11 +9,12 @@ import torch
 
 from radzoo.nets.base import EncoderNet
 
-RUNTIMES = ("torch", "onnx")
-
 
 class Runtime(Protocol):
+    """An execution backend. ``name`` says which; ``reason`` says why it was picked."""
+
     name: str
+    reason: str
 
     def run(self, batch: np.ndarray, output: str) -> np.ndarray:
         """Preprocessed batch ``[N, C, H, W]`` float32 -> embeddings ``[N, D]`` float32."""
@@ -25,9 +26,10 @@ class TorchRuntime:
 
     name = "torch"
 
-    def __init__(self, net: EncoderNet, device: torch.device) -> None:
+    def __init__(self, net: EncoderNet, device: torch.device, reason: str = "default") -> None:
         self.net = net
         self.device = device
+        self.reason = reason
 
     def run(self, batch: np.ndarray | torch.Tensor, output: str) -> np.ndarray:
         x = torch.as_tensor(batch, dtype=torch.float32).to(self.device)

@@ -1,2 +1,2 @@
 """Pretraining methods: each is a composition of a ``radzoo.nets`` encoder, losses and momentum
-modules, plus the function that trains it and saves what ``zoo.load`` reads."""
+modules, plus the function that trains it and saves what ``radzoo.load`` reads."""

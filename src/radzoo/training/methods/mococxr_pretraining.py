@@ -3,7 +3,7 @@
 The method is a composition: the query encoder is the zoo's own ``MoCoCXRNet`` (trunk + 128-d
 MLP head), the key encoder is its deep copy moved by momentum, negatives come from a
 ``NegativeQueue`` and the loss is ``moco_info_nce``. Only the query encoder is exported, in the
-canonical key layout, so ``zoo.load`` reads the result strictly with no converter.
+canonical key layout, so ``radzoo.load`` reads the result strictly with no converter.
 
 Deviations from the original, by design:
 
@@ -146,9 +146,9 @@ def initial_encoder(config: MoCoCXRConfig) -> MoCoCXRNet:
         state = _imagenet_trunk(config.arch)
         what = f"torchvision {config.arch} IMAGENET1K_V1"
     else:
-        from radzoo import zoo
+        from radzoo.resolve import load
 
-        source = zoo.load(init, device="cpu")
+        source = load(init, device="cpu", runtime="torch")
         if source.spec.method != "mococxr" or source.spec.arch_args.get("trunk") != config.arch:
             raise InputError(
                 f"init: {init!r} is a {source.spec.method} model with trunk "
@@ -202,7 +202,7 @@ def train_mococxr(
 ) -> Path:
     """Pretrain MoCo-CXR on the images under ``data`` and save the query encoder to ``out``.
 
-    ``out`` becomes a zoo artifact (``zoo.load(out)`` works); resume state and the resolved
+    ``out`` becomes a zoo artifact (``radzoo.load(out)`` works); resume state and the resolved
     config go to :func:`checkpoint_dir`. With ``resume`` the run continues from the last
     checkpoint there, which must have been written with the same config (``epochs`` may grow).
     """
@@ -329,11 +329,11 @@ def train_mococxr(
 
 def export_encoder(encoder: MoCoCXRNet, spec: ModelSpec) -> nn.Module:
     """A fresh network built from ``spec`` holding the query encoder's weights (strictly copied):
-    exactly what ``zoo.load`` will build, so the artifact is checked before it is written."""
-    from radzoo.nets import build_net
+    exactly what ``radzoo.load`` will build, so the artifact is checked before it is written."""
+    from radzoo.zoo.instantiate import instantiate
     from radzoo.zoo.weights import load_strict
 
-    net = build_net(spec.arch, spec.arch_args)
+    net = instantiate(spec)
     keep = set(net.state_dict())
     state = {k: v.detach().to("cpu") for k, v in encoder.state_dict().items() if k in keep}
     load_strict(net, state, "trained query encoder")

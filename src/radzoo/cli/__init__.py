@@ -1,4 +1,4 @@
-"""The ``radzoo`` command line. Each subcommand lives next to the code it drives and registers itself.
+"""The ``radzoo`` command line: the top layer. Each subcommand group lives in its own module here.
 
 Command modules expose ``register(subparsers)``; they keep heavy imports (torch, onnxruntime,
 bentoml, ray) inside their handlers so ``radzoo --help`` stays fast.
@@ -17,14 +17,14 @@ from radzoo.errors import RadzooError
 
 #: Modules that contribute subcommands, in help order.
 COMMAND_MODULES = (
-    "radzoo.zoo.commands",
-    "radzoo.converters.commands",
-    "radzoo.onnx.commands",
-    "radzoo.zeroshot.commands",
-    "radzoo.ct.commands",
-    "radzoo.extract.commands",
-    "radzoo.training.commands",
-    "radzoo.serving.commands",
+    "radzoo.cli.zoo",
+    "radzoo.cli.convert",
+    "radzoo.cli.export",
+    "radzoo.cli.zeroshot",
+    "radzoo.cli.ct",
+    "radzoo.cli.extract",
+    "radzoo.cli.train",
+    "radzoo.cli.serve",
 )
 
 
@@ -67,6 +67,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
     p.add_argument("--default-model", help="model used when a request names none (default: first of --models)")
     p.add_argument(
         "--random-weights", action="store_true",
-        help="use explicitly RANDOM weights (zoo.build): tests and smoke runs only; answers say random_weights: true",
+        help="use explicitly RANDOM weights (radzoo.build): tests and smoke runs only; answers say random_weights: true",
     )
     p.add_argument("--runtime", choices=["auto", "onnx", "torch"],
                    help="inference runtime (default auto: onnx when the artifact has an ONNX export, else torch)")
@@ -66,11 +66,11 @@ def resolve_settings(args: argparse.Namespace, environ: dict[str, str] | None = 
 def check_models(names: tuple[str, ...]) -> None:
     """Fail before starting the server when a named model resolves to nothing."""
     from radzoo.errors import ModelNotFoundError
-    from radzoo.serving.pool import _spec_of
+    from radzoo.resolve import spec_of
 
     for name in names:
         try:
-            _spec_of(name)
+            spec_of(name)
         except ModelNotFoundError as exc:
             raise ModelNotFoundError(f"--models: {exc}") from None
 

@@ -40,14 +40,9 @@ def register(sub: Any) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from radzoo.onnx.export import DEFAULT_OPSET, PARITY_TOL, export_artifact
+    from radzoo.artifacts import export_artifact
 
-    section = export_artifact(
-        args.directory,
-        outputs=args.outputs,
-        opset=args.opset if args.opset is not None else DEFAULT_OPSET,
-        parity_tol=args.parity_tol if args.parity_tol is not None else PARITY_TOL,
-    )
+    section = export_artifact(args.directory, outputs=args.outputs, opset=args.opset, parity_tol=args.parity_tol)
     print(f"exported to {args.directory} (opset {section['opset']}, {section['exporter']}, "
           f"onnxruntime {section['onnxruntime_version']})")
     for entry in section["graphs"].values():
@@ -56,7 +51,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from radzoo.onnx.verify import verify_artifact
+    from radzoo.artifacts import verify_artifact
 
     report = verify_artifact(args.model, runtime=args.runtime, revision=args.revision)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())

@@ -17,7 +17,7 @@ from radzoo.training.hparams import CONFIGS, ConfigError, config_help
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "train",
-        help="pretrain a method on your images; writes an artifact zoo.load reads",
+        help="pretrain a method on your images; writes an artifact radzoo.load reads",
         description="Pretrain a representation method and save its encoder as a zoo artifact.",
     )
     methods = p.add_subparsers(dest="method", metavar="METHOD", required=True)

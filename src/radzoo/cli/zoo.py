@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from radzoo.cli.model_options import add_model_options, open_model
 from radzoo.errors import InputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ""}
@@ -35,16 +36,9 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("embed", help="embed chest X-ray images (DICOM/PNG/JPEG) into a .npy/.csv/.json file")
     p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
-    p.add_argument("--model", required=True, help="registry name, local zoo name or artifact directory")
     p.add_argument("--out", required=True, type=Path, help="output file: .npy, .csv or .json")
     p.add_argument("--output", help="named output (default: the model's default output)")
-    p.add_argument(
-        "--random-weights",
-        action="store_true",
-        help="use explicitly random-initialised weights (no download; embeddings carry no meaning)",
-    )
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
+    add_model_options(p)
     p.add_argument("--batch-size", type=int, default=8)
     p.set_defaults(func=_embed)
 
@@ -56,7 +50,8 @@ def _models(args: argparse.Namespace) -> int:
     for name in zoo.list_models():
         spec = zoo.get_spec(name)
         rows.append({"name": name, "method": spec.method, "modality": spec.modality, "dim": spec.dim,
-                     "outputs": dict(spec.outputs), "license": spec.license, "source": "registry"})
+                     "outputs": dict(spec.outputs), "capabilities": sorted(spec.capabilities),
+                     "license": spec.license, "source": "registry"})
     for name in zoo.local_models():
         if not any(r["name"] == name for r in rows):
             rows.append({"name": name, "source": "local", "path": str(zoo.local_zoo_dir() / name)})
@@ -84,8 +79,9 @@ def _info(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from radzoo import zoo
+    from radzoo.resolve import build
 
-    model = zoo.build(args.model, seed=args.seed, tokenizer=args.tokenizer)
+    model = build(args.model, seed=args.seed, tokenizer=args.tokenizer, runtime="torch")
     out = zoo.save(model, args.out, overwrite=args.overwrite)
     print(f"wrote RANDOM-weight artifact {model.name} to {out}")
     return 0
@@ -114,17 +110,12 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
 def _embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from radzoo import zoo
     from radzoo.errors import RadzooError
 
     if args.out.suffix.lower() not in (".npy", ".csv", ".json"):
         raise InputError(f"--out must end in .npy, .csv or .json, got {args.out.name!r}")
     paths = expand_inputs(args.inputs)
-    if args.random_weights:
-        model = zoo.build(args.model, device=args.device)
-        print(f"note: {model.name} uses RANDOM weights (--random-weights); embeddings carry no meaning", file=sys.stderr)
-    else:
-        model = zoo.load(args.model, device=args.device, runtime=args.runtime)
+    model = open_model(args)
     rows, names, failed = [], [], []
     for path in paths:
         try:

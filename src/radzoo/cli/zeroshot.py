@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from radzoo.cli.model_options import add_model_options, open_model
 from radzoo.errors import InputError
 
 
@@ -20,7 +21,7 @@ def register(sub: Any) -> None:
         "zero-shot",
         help="zero-shot accuracy / macro-AUROC / macro-F1 of an image-text model on a labelled folder",
     )
-    z.add_argument("--model", required=True, help="registry name, local zoo name or artifact directory")
+    add_model_options(z, runtime=False)
     z.add_argument(
         "--labels-csv", required=True, type=Path,
         help="CSV with a 'path' column and one 0/1 column per label, or PRIOR's chexpert_5x200.json",
@@ -32,14 +33,13 @@ def register(sub: Any) -> None:
     z.add_argument("--prompts", help="a prompt set stored in the model (NAME or NAME@VERSION) or a template with {label}")
     z.add_argument("--limit", type=int, help="evaluate only the first N images")
     z.add_argument("--out", type=Path, help="also write the metrics as JSON here")
-    z.add_argument("--device", default=None)
     z.add_argument("--batch-size", type=int, default=16)
     z.set_defaults(func=_eval_zero_shot)
 
     g = sub.add_parser("ground", help="render where an image-text model finds a text in an image")
     g.add_argument("image", type=Path, help="chest X-ray (DICOM/PNG/JPEG)")
     g.add_argument("text", help='the text, e.g. "Pleural Effusion is observed"')
-    g.add_argument("--model", required=True, help="registry name, local zoo name or artifact directory")
+    add_model_options(g, runtime=False)
     g.add_argument("--out", required=True, type=Path, help="overlay image (.png, .jpg, .pdf, .svg)")
     g.add_argument("--heatmap", type=Path, help="also save the heatmap (image-sized float32) as .npy")
     g.add_argument(
@@ -48,7 +48,6 @@ def register(sub: Any) -> None:
         default="auto",
         help="PRIOR: gradcam (default, spatial) or tokens (the literal 7x7 token-vs-prompt map)",
     )
-    g.add_argument("--device", default=None)
     g.set_defaults(func=_ground)
 
 
@@ -62,7 +61,6 @@ def _fmt(x: float) -> str:
 
 
 def _eval_zero_shot(args: argparse.Namespace) -> int:
-    from radzoo import zoo
     from radzoo.zeroshot.evaluate import LabelledSet, evaluate, parse_label_spec, read_labels
 
     if args.batch_size < 1:
@@ -72,7 +70,7 @@ def _eval_zero_shot(args: argparse.Namespace) -> int:
         if args.limit < 1:
             raise InputError(f"--limit must be >= 1, got {args.limit}")
         data = LabelledSet(data.paths[: args.limit], data.labels, data.y[: args.limit])
-    model = zoo.load(args.model, device=args.device)
+    model = open_model(args, runtime="torch")  # prompt scoring and Grad-CAM run the torch towers
     if model.random_init:
         print(f"note: {model.name} has RANDOM weights; the metrics carry no meaning", file=sys.stderr)
     metrics = evaluate(model, data, mode=args.mode, prompts=args.prompts, batch_size=args.batch_size)
@@ -98,7 +96,6 @@ def _json_nan(value: Any) -> Any:
 def _ground(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from radzoo import zoo
     from radzoo.zeroshot.grounding import ground
     from radzoo.zeroshot.overlay import SUFFIXES, render_overlay
 
@@ -106,7 +103,7 @@ def _ground(args: argparse.Namespace) -> int:
         raise InputError(f"--out must end in one of {', '.join(SUFFIXES)}, got {args.out.name!r}")
     if not args.image.is_file():
         raise InputError(f"image {args.image} does not exist")
-    model = zoo.load(args.model, device=args.device)
+    model = open_model(args, runtime="torch")  # prompt scoring and Grad-CAM run the torch towers
     result = ground(model, args.image, args.text, method=args.method)
     title = args.text + ("  [random weights]" if model.random_init else "")
     render_overlay(result.pixels, result.heatmap, title, args.out)

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from radzoo.cli.model_options import add_model_options, open_model
+
 #: Exit status when features were written but the CT failed QA.
 EXIT_QA_FAILED = 3
 
@@ -16,26 +18,23 @@ def register(sub: Any) -> None:
     p = sub.add_parser("ct-features", help="graph-CT patch/node/subject embeddings of a lung CT (.npz or .json)")
     p.add_argument("input", help="NIfTI/MHA/NRRD file, DICOM series directory or .zip of one")
     p.add_argument("--out", required=True, type=Path, help="output file: .npz or .json")
-    p.add_argument("--model", default="graphct_copdgene", help="registry name, local zoo name or artifact directory")
-    p.add_argument("--random-weights", action="store_true",
-                   help="explicitly random-initialised weights (no download; embeddings carry no meaning)")
+    add_model_options(p, default_model="graphct_copdgene", runtime=False)
     p.add_argument("--segmenter", default="auto", choices=["auto", "threshold", "lungmask"])
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--batch-size", type=int, default=64, help="patches per encoder batch (memory bound)")
     p.add_argument("--require-qa", action="store_true", help="fail (exit 1, no file) when QA fails")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from radzoo import zoo
-    from radzoo.ct.pipeline import extract
+    from radzoo.ct.pipeline import features as ct_features
     from radzoo.errors import InputError
 
     if args.out.suffix.lower() not in (".npz", ".json"):
         raise InputError(f"--out {args.out} must end in .npz or .json")
-    model: Any = zoo.build(args.model, device=args.device) if args.random_weights else args.model
-    features = extract(args.input, model, segmenter=args.segmenter, device=args.device,
-                       batch_size=args.batch_size, require_qa=args.require_qa)
+    model = open_model(args, runtime="torch")
+    model.spec.require("ct", "lung CT features")
+    features = ct_features(args.input, model, segmenter=args.segmenter, batch_size=args.batch_size,
+                           require_qa=args.require_qa)
     features.save(args.out)
     qa = features.qa
     summary = {k: qa[k] for k in ("passed", "failures", "warnings", "lung_volume_ml", "patches_in_lung_fraction")}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from radzoo.cli.model_options import add_model_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -20,18 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders, globs or @list.txt (one path per line)")
-    p.add_argument("--model", required=True, help="zoo name or artifact folder")
     p.add_argument("--out", required=True, help="output folder (created; reused to resume)")
+    add_model_options(p, threads=True)
     p.add_argument("--output", default=None,
                    help="model output head (default: the model's default; CT: subject, or node/patch stored "
                         "flattened as 581*128 floats)")
-    p.add_argument("--random-weights", action="store_true",
-                   help="build the registry model with random weights (offline smoke runs; marked in the manifest)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=None, help="decode processes; 0 = inline (default: inline on CPU machines of <= 4 cores, else cores/4; on GPU, spare cores)")
-    p.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
-    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     p.add_argument("--address", default=None, help="Ray cluster address (engine ray; default: start a local Ray)")
     p.add_argument("--retry-failed", action="store_true", help="retry inputs that failed in earlier runs")
@@ -48,15 +45,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from radzoo.extract.api import extract
+    from radzoo.extract.api import extract_features
     from radzoo.extract.pseudonym import read_secret
 
-    result = extract(
+    result = extract_features(
         args.model,
         args.inputs,
         args.out,
         output=args.output,
         random_weights=args.random_weights,
+        seed=args.seed,
         batch_size=args.batch_size,
         workers=args.workers,
         threads=args.threads,

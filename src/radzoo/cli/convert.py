@@ -73,7 +73,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from radzoo.converters.publish import push
+    from radzoo.zoo.hub import push
 
     result = push(args.directory, args.repo, revision=args.revision, token=args.token, private=args.private)
     print(f"pushed {args.directory} to {result.repo_id} at commit {result.commit}" + (f" (tag {result.revision})" if result.revision else ""))

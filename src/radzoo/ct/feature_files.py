@@ -1,4 +1,4 @@
-"""``CTFeatures``: what ``radzoo.ct.extract`` returns, and its .npz / .json files."""
+"""``CTFeatures``: what ``radzoo.ct.features`` returns, and its .npz / .json files."""
 
 from __future__ import annotations
 

@@ -1,0 +1,220 @@
+"""The one door to a model: ``radzoo.load`` (real weights) and ``radzoo.build`` (explicit random weights).
+
+Every caller (Python API, CLI, serving, batch extraction, CT, evaluation, training init) opens
+models here, so each decision is taken once, in this order, and cheap refusals come before any
+weights are read:
+
+1. **weights**: an artifact directory -> the local zoo (``$RADZOO_HOME/models/<name>``) -> the
+   Hugging Face Hub (pinned revision) -> the original research release, downloaded and
+   converted; or, only when asked (``random_weights=True`` / ``build``), a seeded random init.
+   When every source fails, the error gives each source's reason.
+2. **device**: ``zoo.devices.resolve_device`` (``None``/``"auto"``: CUDA when present).
+3. **runtime**: ``"torch"``, ``"onnx"`` or ``"auto"`` (see ``radzoo.runtimes.choose_runtime``);
+   ``model.runtime.name`` says what was picked and ``model.runtime.reason`` why.
+4. **threads**: torch intra-op threads, or onnxruntime's ``intra_op_num_threads``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from radzoo.errors import ArtifactError, InputError, ModelNotFoundError
+from radzoo.runtimes import RUNTIMES, apply_runtime, check_runtime_request
+from radzoo.zoo import hub
+from radzoo.zoo.artifact import is_artifact, load_artifact, read_config
+from radzoo.zoo.home import local_zoo_dir, offline
+from radzoo.zoo.instantiate import build_random
+from radzoo.zoo.model import ZooModel
+from radzoo.zoo.registry import get_spec
+from radzoo.zoo.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+class Model(ZooModel):
+    """What ``radzoo.load`` and ``radzoo.build`` return: a ``ZooModel`` (``embed``, ``spec``,
+    ``capabilities``, ``runtime`` ...) plus the image-text methods, which live above the zoo."""
+
+    def zero_shot(self, images: Any, labels: Sequence[str] | None = None, prompts: Any = None, **kwargs: Any) -> Any:
+        """Per-image, per-label probabilities from prompts (``radzoo.zeroshot.zero_shot``)."""
+        from radzoo.zeroshot.classify import zero_shot
+
+        return zero_shot(self, images, labels, prompts, **kwargs)
+
+    def ground(self, image: Any, text: str, method: str = "auto") -> Any:
+        """Image-sized similarity map of ``text`` over ``image`` (``radzoo.zeroshot.ground``)."""
+        from radzoo.zeroshot.grounding import ground
+
+        return ground(self, image, text, method=method)
+
+    def encode_text(self, texts: Sequence[str], prompt_set: str = "") -> dict[str, torch.Tensor]:
+        """Text embeddings of prompts in the model's joint space (cached per prompt set + texts)."""
+        from radzoo.zeroshot.classify import encode_prompts
+
+        return encode_prompts(self, list(texts), prompt_set)[0]
+
+
+def _looks_like_path(text: str) -> bool:
+    return os.sep in text or text.startswith((".", "~")) or (os.altsep is not None and os.altsep in text)
+
+
+def spec_of(name_or_path: str | os.PathLike[str]) -> tuple[ModelSpec, str]:
+    """``(spec, source)`` of a name or artifact directory without reading weights.
+
+    ``source`` is ``"path"``, ``"local"`` (the local zoo) or ``"registry"``. Unknown names raise
+    ``ModelNotFoundError`` with close-name suggestions.
+    """
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _config_spec(path), "path"
+    if isinstance(name_or_path, os.PathLike) or _looks_like_path(text):
+        raise ArtifactError(f"no artifact directory at {path}")
+    local = local_zoo_dir() / text
+    if is_artifact(local):
+        return _config_spec(local), "local"
+    return get_spec(text), "registry"
+
+
+def _config_spec(directory: Path) -> ModelSpec:
+    config = read_config(directory)
+    try:
+        return ModelSpec.from_dict(config["spec"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{directory / 'config.json'}: invalid spec: {exc}") from exc
+
+
+def load(
+    name_or_path: str | os.PathLike[str] | ModelSpec,
+    *,
+    revision: str | None = None,
+    device: str | torch.device | None = None,
+    runtime: str = "auto",
+    threads: int | None = None,
+    random_weights: bool = False,
+    seed: int = 0,
+    tokenizer: str | os.PathLike[str] | None = None,
+    runtime_options: dict[str, Any] | None = None,
+) -> Model:
+    """A ready model: weights, device, runtime and threads decided here, once.
+
+    ``random_weights=True`` builds the registry architecture with seeded random weights (the
+    model, its config and card say so); it never happens implicitly. ``tokenizer`` (a directory)
+    attaches a tokenizer to such a build. ``runtime_options`` go to onnxruntime (providers,
+    graph_optimization_level ...).
+    """
+    check_runtime_request(runtime, threads, runtime_options)
+    if random_weights:
+        model = _build(name_or_path, seed=seed, device=device, tokenizer=tokenizer, revision=revision)
+    else:
+        if isinstance(name_or_path, ModelSpec):
+            raise InputError("a ModelSpec has no weights: pass random_weights=True (radzoo.build) or a name/path")
+        if tokenizer is not None:
+            raise InputError("tokenizer= applies to random-weight builds; real artifacts carry their own tokenizer")
+        model = _open_weights(name_or_path, revision, device)
+    return apply_runtime(model, runtime, threads=threads, options=runtime_options or {})
+
+
+def build(
+    name_or_spec: str | ModelSpec,
+    *,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    tokenizer: str | os.PathLike[str] | None = None,
+    runtime: str = "auto",
+    threads: int | None = None,
+    runtime_options: dict[str, Any] | None = None,
+) -> Model:
+    """The explicit random initialisation of a registry model (seeded, reproducible, marked ``random_init``)."""
+    return load(name_or_spec, random_weights=True, seed=seed, device=device, tokenizer=tokenizer,
+                runtime=runtime, threads=threads, runtime_options=runtime_options)
+
+
+def _build(name_or_spec: Any, *, seed: int, device: Any, tokenizer: Any, revision: str | None) -> Model:
+    if revision is not None:
+        raise InputError("revision= names real weights; a random-weight build has none")
+    if isinstance(name_or_spec, ModelSpec):
+        spec = name_or_spec
+    else:
+        text = os.fspath(name_or_spec)
+        if Path(text).expanduser().is_dir() or _looks_like_path(text):
+            raise InputError(
+                f"random_weights=True builds a model by name; {text} is an artifact folder "
+                "(its own weights are used without random weights)"
+            )
+        spec, _ = spec_of(text)  # the registry's, or a local-zoo artifact's architecture
+    config: dict[str, Any] = {}
+    if "zero_shot" in spec.capabilities:
+        from radzoo.zeroshot.prompts import zero_shot_section
+
+        config["zero_shot"] = zero_shot_section(spec)  # default prompt set + deviation note for the card
+    model = build_random(spec, seed=seed, device=device, tokenizer=tokenizer, config=config, cls=Model)
+    assert isinstance(model, Model)
+    return model
+
+
+def _open_weights(name_or_path: str | os.PathLike[str], revision: str | None, device: Any) -> Model:
+    """Real weights, strictly: path -> local zoo -> Hub -> original release, with every miss's reason."""
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _load_dir(path, device)
+    if isinstance(name_or_path, os.PathLike) or _looks_like_path(text):
+        raise ArtifactError(f"no artifact directory at {path}")
+
+    reasons: list[str] = []
+    local = local_zoo_dir() / text
+    if is_artifact(local):
+        log.info("loading %s from the local zoo %s", text, local)
+        return _load_dir(local, device)
+    reasons.append(f"local zoo: not in {local}")
+
+    spec = get_spec(text)  # unknown names raise with close-name suggestions
+
+    if spec.hub_repo:
+        rev = revision or spec.hub_revision
+        try:
+            snapshot = hub.download(spec.hub_repo, rev)
+        except hub.HubMiss as exc:
+            reasons.append(f"Hub: {exc}")
+        else:
+            log.info("loading %s from the Hub (%s@%s)", text, spec.hub_repo, rev)
+            return _load_dir(snapshot, device)
+    else:
+        reasons.append("Hub: no Hub repo is recorded for this model")
+
+    if not spec.sources:
+        reasons.append(f"original release: none was published for {spec.method}")
+    elif offline():
+        reasons.append("original release: not downloaded in offline mode (HF_HUB_OFFLINE / RADZOO_OFFLINE)")
+    else:
+        from radzoo.converters.original import OriginalUnavailable, fetch_and_convert
+
+        try:
+            return _load_dir(fetch_and_convert(spec, local), device)
+        except OriginalUnavailable as exc:
+            reasons += [f"original release: {r}" for r in exc.reasons]
+
+    how = [f"radzoo.build({text!r}) (CLI: --random-weights) for explicitly random weights (tests, offline smoke runs)"]
+    for src in spec.sources:
+        how.insert(0, f"download {src.url} and run `radzoo convert {src.format} FILE --out {local}`")
+    if not spec.sources:
+        how.insert(0, f"train it with `radzoo train {spec.method}` (no original weights were published)")
+    raise ModelNotFoundError(
+        f"no weights found for {text!r}: " + "; ".join(reasons) + ". To obtain them: " + "; or ".join(how)
+    )
+
+
+def _load_dir(directory: Path, device: Any) -> Model:
+    model = load_artifact(directory, device=device, cls=Model)
+    assert isinstance(model, Model)
+    return model
+
+
+__all__ = ["RUNTIMES", "Model", "build", "load", "spec_of"]
