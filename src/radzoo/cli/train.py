@@ -98,6 +98,8 @@ COMMANDS: dict[str, TrainCommand] = {
                                "help": "RadGraph JSON (report_id -> {text, entities}) or JSON Lines"}),
             (("--feature-cache",), {"type": Path, "default": None,
                                     "help": "node-feature cache directory (default <out>.train/node_features)"}),
+            (("--features-only",), {"dest": "features_only", "action": "store_const", "const": True, "default": False,
+                                    "help": "prepare the node-feature BERT and cache, then stop (do this before torchrun)"}),
         ),
         config="radzoo.training.graph_hparams:IGCLConfig",
     ),
