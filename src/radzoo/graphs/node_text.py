@@ -94,9 +94,8 @@ class NodeTextTower:
         directory = Path(directory)
         if not directory.is_dir():
             raise ArtifactError(f"BERT directory {directory} does not exist")
-        for name in ("config.json", "vocab.txt"):
-            if not (directory / name).is_file():
-                raise ArtifactError(f"{directory} is not a BERT directory: no {name}")
+        if not (directory / "config.json").is_file():
+            raise ArtifactError(f"{directory} is not a BERT directory: no config.json")
         weights = directory / WEIGHTS
         if not weights.is_file():
             pickles = [p.name for p in directory.glob("*.bin")]
@@ -229,8 +228,8 @@ def _tokenizer(directory: Path) -> Any:
     """The WordPiece tokenizer of a BERT directory, offline (bert-base-uncased: lower case by default)."""
     from transformers import BertTokenizer
 
-    if not (directory / "vocab.txt").is_file():
-        raise ArtifactError(f"{directory}: no vocab.txt for the node-feature tokenizer")
+    if not any((directory / f).is_file() for f in ("vocab.txt", "tokenizer.json")):
+        raise ArtifactError(f"{directory}: no vocab.txt or tokenizer.json for the node-feature tokenizer")
     try:
         return BertTokenizer.from_pretrained(str(directory.resolve()), local_files_only=True)
     except (OSError, ValueError) as exc:

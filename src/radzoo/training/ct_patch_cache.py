@@ -203,8 +203,9 @@ def build_patch_cache(
     if manifest is not None and manifest["key"] != key:
         raise ArtifactError(_key_mismatch(cache_dir, manifest["key"], key))
     found = discover_volumes(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs])
-    if not found.items and not found.problems:
-        raise InputError(f"no CT volumes found in {inputs}")
+    if not found.items:
+        detail = "; ".join(f"{p.path}: {p.message}" for p in found.problems) or "nothing found"
+        raise InputError(f"no CT volumes found in {inputs} ({detail})")
     (cache_dir / SUBJECTS).mkdir(parents=True, exist_ok=True)
     manifest = manifest or {"format": FORMAT, "key": key, "complete": False, "subjects": {}, "excluded": {}}
     manifest["complete"] = False

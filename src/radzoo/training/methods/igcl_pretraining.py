@@ -208,18 +208,6 @@ def _clip_vision_state(path: Path, spec: Any) -> dict[str, torch.Tensor]:
 # ------------------------------------------------------------------------------ node features
 
 
-def _train_vocab(texts: list[str], vocab_size: int, directory: Path) -> None:
-    """A lower-case WordPiece vocabulary (BERT normalisation) trained on the report texts."""
-    from tokenizers.implementations import BertWordPieceTokenizer
-
-    wp = BertWordPieceTokenizer(lowercase=True, strip_accents=True, clean_text=True)
-    wp.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=1,
-                           special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    directory.mkdir(parents=True, exist_ok=True)
-    wp.save_model(str(directory))
-    (directory / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True}))
-
-
 def prepare_text_tower(run: Run, config: IGCLConfig, pairs: GraphPairs, spec: Any) -> tuple[NodeTextTower, dict[str, Any]]:
     """The run's node-feature BERT (``<run>/graph_text``): kept from an earlier start of the same run,
     else made once from ``text_init`` (rank 0, one process)."""
@@ -236,9 +224,12 @@ def prepare_text_tower(run: Run, config: IGCLConfig, pairs: GraphPairs, spec: An
             raise InputError(_prepare_first(run))
         with tempfile.TemporaryDirectory(dir=run.run_dir) as tmp:
             if config.text_init == "random":
+                from radzoo.training.report_vocab import train_wordpiece
+
                 texts = sorted({p.graph.text for p in pairs.pairs})
-                _train_vocab(texts, config.vocab_size, Path(tmp) / "vocab")
-                tower = NodeTextTower.random(text_config(config, _vocab_len(Path(tmp) / "vocab")), Path(tmp) / "vocab",
+                vocab = train_wordpiece(texts, config.vocab_size, lowercase=True)  # bert-base-uncased is lower case
+                vocab.save_pretrained(str(Path(tmp) / "vocab"))
+                tower = NodeTextTower.random(text_config(config, len(vocab)), Path(tmp) / "vocab",
                                              seed=config.seed, device=run.ctx.device)
                 info = {"text_init": "random", "source": "random BERT", "vocab": "WordPiece trained on the reports",
                         "trained_on_reports": len(texts), "vocab_size": len(tower.tokenizer)}
@@ -255,10 +246,6 @@ def prepare_text_tower(run: Run, config: IGCLConfig, pairs: GraphPairs, spec: An
         raise InputError(f"text_init: the BERT is {tower.hidden_size} wide; IGCL size={config.size} needs {expected} "
                          f"(+ {len(ENTITY_LABELS)} label bits = {spec.arch_args['node_features']} node features)")
     return tower, info
-
-
-def _vocab_len(directory: Path) -> int:
-    return sum(1 for line in (directory / "vocab.txt").read_text(encoding="utf-8").splitlines() if line)
 
 
 def _prepare_first(run: Run) -> str:
@@ -374,7 +361,7 @@ def _train(run: Run, config: IGCLConfig, data: Any, radgraph: Path, feature_cach
                           "reports, not from bert-base-uncased.")
     if config.size != "full":
         deviations.append(f"size={config.size}: a shrunken architecture for smoke runs, not ViT-B/32 + DRACON 512.")
-    prov = provenance(run, result, summary, final_logit_scale=float(method.net.logit_scale.exp()))
+    prov = provenance(run, result, summary, final_logit_scale=float(method.net.logit_scale.detach().exp()))
     return save_artifact(run, exported, spec, provenance=prov,
                          sections={"deviations": deviations, "graph_text": text_info},
                          extra_files={NODE_TEXT_DIR: run.run_dir / NODE_TEXT_DIR})
