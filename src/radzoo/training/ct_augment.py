@@ -31,7 +31,12 @@ SCALE = 632.0  # (1024 + 240) / 2
 
 def graphct_augmentation(device: str | torch.device | None = None) -> Any:
     """The original's MONAI ``Compose`` (see module doc); ``device`` runs the elastic warp there."""
-    from monai.transforms import Compose, Rand3DElastic, RandAdjustContrast, RandGaussianNoise
+    try:
+        from monai.transforms import Compose, Rand3DElastic, RandAdjustContrast, RandGaussianNoise
+    except ImportError as exc:
+        from radzoo.errors import CapabilityError
+
+        raise CapabilityError("graph-CT training augments patches with MONAI: pip install 'radzoo[training]'") from exc
 
     elastic = Rand3DElastic(
         mode="bilinear",
