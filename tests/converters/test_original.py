@@ -14,7 +14,13 @@ import pytest
 
 import radzoo
 from radzoo import zoo
-from radzoo.converters.original import MIRROR_ENV, DownloadError, OriginalUnavailable, download, fetch_and_convert
+from radzoo.converters.original import (
+    MIRROR_ENV,
+    DownloadError,
+    OriginalUnavailable,
+    download,
+    fetch_and_convert,
+)
 from radzoo.converters.random_originals import write_checkpoint
 from radzoo.zoo.spec import Source
 
