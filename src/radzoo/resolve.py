@@ -27,8 +27,8 @@ import torch
 from radzoo.errors import ArtifactError, InputError, ModelNotFoundError
 from radzoo.runtimes import RUNTIMES, apply_runtime, check_runtime_request
 from radzoo.zoo import hub
-from radzoo.zoo.artifact import is_artifact, load_artifact, read_config
-from radzoo.zoo.home import local_zoo_dir, offline
+from radzoo.zoo.artifact import load_artifact, read_config
+from radzoo.zoo.home import is_artifact, local_zoo_dir, offline
 from radzoo.zoo.instantiate import build_random
 from radzoo.zoo.model import ZooModel
 from radzoo.zoo.registry import get_spec

@@ -145,16 +145,19 @@ def test_nifti_read_and_resample(ct_dir: Path) -> None:
     assert vol.shape == tuple(reversed(hdr["dims"])) == (30, 101, 122)
     assert vol.spacing == pytest.approx((3.0, 3.0, 3.0))
     assert -1100 <= vol.array.min() and vol.array.max() < 3100
-    iso = resample(vol)  # METHODS 5.3: 1 mm, B-spline, default -1024, z = floor((n-1)*s)
+    # graph-CT's grid (METHODS 5.3): 1 mm, B-spline, default -1024, z = floor((n-1)*s), x/y = floor(n*s)
+    iso = resample(vol, size=(int(122 * 3.0), int(101 * 3.0), int(29 * 3.0)))
     assert iso.spacing == pytest.approx((1.0, 1.0, 1.0))
-    assert iso.shape == (int(29 * 3.0), int(101 * 3.0), int(122 * 3.0)) == (87, 303, 366)
+    assert iso.shape == (87, 303, 366)
     assert iso.origin == pytest.approx(vol.origin)
     np.testing.assert_allclose(iso.direction, vol.direction)
     assert iso.array[:, -1, :].max() == pytest.approx(-1024.0)  # beyond the input extent in y
     # values at shared grid points are preserved (3 mm grid points are 1 mm grid points)
     np.testing.assert_allclose(iso.array[30, 30, 30], vol.array[10, 10, 10], atol=1.0)
-    ext = resample(vol, spacing=(1.5, 1.5, 1.5), interpolator="linear", size_rule="extent")
+    ext = resample(vol, spacing=(1.5, 1.5, 1.5), interpolator="linear")  # default: keep the extent
     assert ext.shape == (59, 201, 243)
+    with pytest.raises(ValueError, match="size must be 3 positive"):
+        resample(vol, size=(0, 1, 1))
     # round trip through SimpleITK
     back = Volume.from_sitk(vol.to_sitk())
     np.testing.assert_array_equal(back.array, vol.array)

@@ -94,3 +94,51 @@ def test_build_is_seeded_and_marked_random() -> None:
     assert np.array_equal(a.embed_batch(x), b.embed_batch(x))
     assert not np.array_equal(a.embed_batch(x), c.embed_batch(x))
     assert a.random_init and "random" in repr(a)
+
+
+# ---- output widths and capabilities: one source each, checked against the nets -------------------
+
+ALL_SPECS = {**{n: zoo.get_spec(n) for n in REGISTRY}, **tiny_specs()}
+
+
+@pytest.fixture(scope="module")
+def nets() -> dict:
+    with torch.random.fork_rng(devices=[]):
+        return {name: build_net(spec.arch, spec.arch_args) for name, spec in ALL_SPECS.items()}
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SPECS))
+def test_declared_outputs_equal_the_nets_widths(name: str, nets) -> None:
+    spec, net = ALL_SPECS[name], nets[name]
+    assert dict(spec.outputs) == net.output_widths
+    if "embed" in spec.capabilities:  # 2D outputs are computed, not only declared
+        x = torch.zeros(1, *input_shape(spec.preprocess))
+        with torch.inference_mode():
+            for output, width in spec.outputs.items():
+                assert net.eval().image_features(x, output).shape == (1, width)
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SPECS))
+def test_capabilities_match_what_the_net_has(name: str, nets) -> None:
+    spec, net = ALL_SPECS[name], nets[name]
+    caps = spec.capabilities
+    assert ("embed" in caps) == bool(net.image_outputs)
+    assert ("text" in caps) == ("zero_shot" in caps) == ("ground" in caps) == bool(net.has_text)
+    assert ("ct" in caps) == hasattr(net, "encode_patches")
+    assert ("graph" in caps) == bool(net.has_graph_tower)
+    assert caps <= set(zoo.CAPABILITIES)
+
+
+def test_a_spec_whose_outputs_disagree_with_the_net_is_refused() -> None:
+    from radzoo.errors import ArtifactError
+
+    spec = zoo.get_spec("mococxr_resnet18")
+    with pytest.raises(ArtifactError, match=r"spec lists outputs \{'trunk': 2048\}.*produces \{'trunk': 512\}"):
+        radzoo.build(spec.with_(outputs={"trunk": 2048}))
+
+
+def test_capability_errors_name_what_the_model_offers() -> None:
+    from radzoo.errors import CapabilityError
+
+    with pytest.raises(CapabilityError, match=r"cannot do zero-shot.*it offers: embed"):
+        zoo.get_spec("mococxr_resnet18").require("zero_shot", "zero-shot")

@@ -19,7 +19,7 @@ from radzoo.errors import RadzooError
 COMMAND_MODULES = (
     "radzoo.cli.zoo",
     "radzoo.cli.convert",
-    "radzoo.cli.export",
+    "radzoo.cli.export_verify",
     "radzoo.cli.zeroshot",
     "radzoo.cli.ct",
     "radzoo.cli.extract",

@@ -16,9 +16,10 @@ from typing import Any
 import torch
 
 from radzoo import __version__
-from radzoo.zoo.artifact import save_artifact, spec_assets
+from radzoo.zoo.artifact import save_artifact
 from radzoo.zoo.instantiate import instantiate
 from radzoo.zoo.model import ZooModel
+from radzoo.zoo.packaged import spec_assets
 from radzoo.zoo.spec import ModelSpec
 from radzoo.zoo.weights import load_strict
 

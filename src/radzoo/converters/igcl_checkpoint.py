@@ -19,6 +19,7 @@ from typing import Any
 from radzoo.converters.conversion import Converted, SourceFile
 from radzoo.converters.pickles import open_checkpoint, state_dict_of
 from radzoo.converters.remap import Rule, apply_rules, require_keys
+from radzoo.zoo.instantiate import output_widths
 from radzoo.zoo.registry import get_spec
 from radzoo.zoo.spec import ModelSpec
 from radzoo.zoo.weights import sha256_file
@@ -57,12 +58,11 @@ def convert(
     remapped = apply_rules(state, KEEP, [], what=what)
     base = spec or get_spec("igcl_vitb32")
     args = {**dict(base.arch_args), **dict(arch_args or {}), "fc_layers": fc_layers_of(state)}
-    width = int(args["vision_config"]["hidden_size"])
     return Converted(
         spec=base.with_(
             name=name or base.name,
             arch_args=args,
-            outputs={"trunk": width, "global": int(args.get("embed_dim", 768))},
+            outputs=output_widths(base.arch, args),
             random_init=False,
         ),
         state=remapped.state,

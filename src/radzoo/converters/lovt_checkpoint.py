@@ -23,6 +23,7 @@ from radzoo.converters.conversion import Converted, SourceFile
 from radzoo.converters.pickles import open_checkpoint, state_dict_of
 from radzoo.converters.remap import Rule, apply_rules, require_keys
 from radzoo.converters.tokenizer_files import check_tokenizer
+from radzoo.zoo.instantiate import output_widths
 from radzoo.zoo.registry import get_spec
 from radzoo.zoo.spec import ModelSpec
 from radzoo.zoo.weights import sha256_file
@@ -64,12 +65,11 @@ def convert(
     tok = check_tokenizer(tokenizer, rows, FORMAT)
     base = spec or get_spec("lovt_resnet50")
     args = {**dict(base.arch_args), **dict(arch_args or {})}
-    width = 2048 if args.get("trunk", "resnet50") == "resnet50" else 512
     return Converted(
         spec=base.with_(
             name=name or base.name,
             arch_args=args,
-            outputs={"trunk": width, "pooled": width, "global": int(args.get("proj_dim", 512))},
+            outputs=output_widths(base.arch, args),
             random_init=False,
         ),
         state=remapped.state,

@@ -15,6 +15,7 @@ from radzoo.converters.conversion import Converted, SourceFile
 from radzoo.converters.pickles import CheckpointError, open_checkpoint, state_dict_of
 from radzoo.converters.remap import Rule, apply_rules, require_keys
 from radzoo.errors import InputError
+from radzoo.zoo.instantiate import output_widths
 from radzoo.zoo.registry import get_spec
 from radzoo.zoo.spec import ModelSpec
 from radzoo.zoo.weights import sha256_file
@@ -25,7 +26,6 @@ PROJ_DIM = 128  # MoCo dim (METHODS 1.4)
 
 #: torchvision trunk -> name of its head module in encoder_q (METHODS 1.2)
 HEADS = {"resnet18": "fc.", "resnet50": "fc.", "densenet121": "classifier.", "mnasnet1_0": "classifier."}
-DIMS = {"resnet18": 512, "resnet50": 2048, "densenet121": 1024, "mnasnet1_0": 1280}
 
 
 def rules(arch: str, keep_head: bool) -> tuple[list[Rule], list[str], list[str]]:
@@ -72,14 +72,14 @@ def convert(
         raise CheckpointError(f"{path}: --keep-head was asked but the file has no {HEADS[arch]}* head in encoder_q")
 
     base = spec or get_spec(f"mococxr_{arch}")
-    outputs = {"trunk": DIMS[arch], **({"proj": PROJ_DIM} if keep_head else {})}
+    arch_args = {**dict(base.arch_args), "trunk": arch, "proj_dim": PROJ_DIM if keep_head else None}
     description = base.description
     if keep_head:
         description += " This artifact also keeps the 128-d MoCo projection head (output 'proj', L2-normalised)."
     new_spec = base.with_(
         name=name or base.name,
-        arch_args={**dict(base.arch_args), "trunk": arch, "proj_dim": PROJ_DIM if keep_head else None},
-        outputs=outputs,
+        arch_args=arch_args,
+        outputs=output_widths(base.arch, arch_args),
         default_output="trunk",
         description=description,
         random_init=False,

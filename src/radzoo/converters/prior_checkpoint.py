@@ -25,6 +25,7 @@ from radzoo.converters.pickles import open_checkpoint, state_dict_of
 from radzoo.converters.remap import Rule, apply_rules, require_keys
 from radzoo.converters.tokenizer_files import check_tokenizer
 from radzoo.errors import InputError
+from radzoo.zoo.instantiate import output_widths
 from radzoo.zoo.registry import get_spec
 from radzoo.zoo.spec import ModelSpec
 from radzoo.zoo.weights import sha256_file
@@ -101,13 +102,11 @@ def convert_full(
     tok = check_tokenizer(tokenizer, rows, FORMAT_FULL)
     base = spec or get_spec("prior_resnet50_imagetext")
     args = {**dict(base.arch_args), **dict(arch_args or {})}
-    embed = int(args.get("embed_dim", 768))
-    width = 2048 if args.get("trunk", "resnet50") == "resnet50" else 512
     return Converted(
         spec=base.with_(
             name=name or base.name,
             arch_args=args,
-            outputs={"trunk": width, "pooled": width, "global": embed},
+            outputs=output_widths(base.arch, args),
             random_init=False,
         ),
         state=remapped.state,

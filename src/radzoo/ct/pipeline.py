@@ -118,8 +118,7 @@ def _segment(volume: Volume, seg: LungSegmenter) -> tuple[Volume, list[str]]:
 
     from radzoo.io.volume import resample
 
-    coarse = resample(volume, spacing=WORK_SPACING, interpolator="linear", default_value=-1024.0,
-                      size_rule="extent")
+    coarse = resample(volume, spacing=WORK_SPACING, interpolator="linear", default_value=-1024.0)
     if isinstance(seg, ThresholdLungSegmenter):
         labels = seg(coarse)
     else:  # learned segmenters get the native volume; labels are brought to the working grid

@@ -6,7 +6,7 @@ Public API::
     read_image(source, *, frame=0, convert_color=False, max_pixels=DEFAULT_MAX_PIXELS, window=None) -> Image
     read_dicom_values(source, *, frame=0, max_pixels=...) -> np.ndarray   # HU for CT
     read_volume(source, *, modality="CT", series_uid=None, irregular="resample", ...) -> Volume
-    resample(volume, spacing=(1, 1, 1), interpolator="bspline", default_value=-1024, size_rule="graphct") -> Volume
+    resample(volume, spacing=(1, 1, 1), interpolator="bspline", default_value=-1024, size=None) -> Volume
     sniff_format(data) -> "png" | "jpeg" | "dicom" | "unknown"   # by content, never the extension
     describe_unknown(data) -> str                                  # what a non-image file looks like
     transforms.make_transform(preprocess) -> callable

@@ -538,14 +538,13 @@ def _regularise(array: np.ndarray, positions: np.ndarray, dz: float) -> tuple[np
 
 
 def resample(volume: Volume, spacing: Any = (1.0, 1.0, 1.0), interpolator: str = "bspline",
-             default_value: float = -1024.0, size_rule: str = "graphct") -> Volume:
+             default_value: float = -1024.0, size: tuple[int, int, int] | None = None) -> Volume:
     """Resample onto a grid with ``spacing`` (x, y, z mm), same origin and direction.
 
-    ``size_rule="graphct"`` reproduces Context_Aware_SSL ``convert_to_isotropic`` (METHODS 5.3):
-    ``size_x = int(n_x*s_x/t_x)``, ``size_y = int(n_y*s_y/t_y)``, ``size_z = int((n_z-1)*s_z/t_z)``.
-    ``size_rule="extent"`` keeps the centre-to-centre extent: ``int((n-1)*s/t) + 1`` per axis.
-    Points outside the input get ``default_value``. The interpolator is ``"bspline"`` (cubic,
-    sitkBSpline, as the original), ``"linear"``, ``"nearest"`` or ``"lanczos"``.
+    ``size`` (x, y, z voxels) defaults to keeping the centre-to-centre extent, ``int((n-1)*s/t) + 1``
+    per axis; methods with their own grid rule pass it (graph-CT: ``radzoo.ct.isotropic_grid``).
+    Points outside the input get ``default_value`` (-1024: air in HU). The interpolator is
+    ``"bspline"`` (cubic, sitkBSpline), ``"linear"``, ``"nearest"`` or ``"lanczos"``.
     """
     import SimpleITK as sitk
 
@@ -557,13 +556,10 @@ def resample(volume: Volume, spacing: Any = (1.0, 1.0, 1.0), interpolator: str =
     if interpolator not in _INTERPOLATORS:
         raise ValueError(f"interpolator must be one of {sorted(_INTERPOLATORS)}, got {interpolator!r}")
     nz, ny, nx = volume.shape
-    sx, sy, sz = volume.spacing
-    if size_rule == "graphct":
-        size = (int(nx * sx / target[0]), int(ny * sy / target[1]), int((nz - 1) * sz / target[2]))
-    elif size_rule == "extent":
-        size = tuple(int((n - 1) * s / t + 1e-9) + 1 for n, s, t in zip((nx, ny, nz), (sx, sy, sz), target, strict=True))
-    else:
-        raise ValueError(f"size_rule must be 'graphct' or 'extent', got {size_rule!r}")
+    if size is None:
+        size = tuple(int((n - 1) * s / t + 1e-9) + 1 for n, s, t in zip((nx, ny, nz), volume.spacing, target, strict=True))
+    elif len(size) != 3 or any(int(v) < 1 for v in size):
+        raise ValueError(f"size must be 3 positive voxel counts (x, y, z), got {size!r}")
     size = tuple(max(int(v), 1) for v in size)
     f = sitk.ResampleImageFilter()
     f.SetTransform(sitk.Transform())
@@ -577,6 +573,6 @@ def resample(volume: Volume, spacing: Any = (1.0, 1.0, 1.0), interpolator: str =
     out = Volume.from_sitk(f.Execute(volume.to_sitk()), dict(volume.metadata))
     out.metadata["resampled"] = {"from_spacing": tuple(volume.spacing), "from_shape": volume.shape,
                                  "interpolator": interpolator, "default_value": float(default_value),
-                                 "size_rule": size_rule}
+                                 "size": size}
     out.metadata["n_slices"] = out.shape[0]
     return out

@@ -2,27 +2,40 @@
 
 The zoo sits below everything that opens models: ``radzoo.load`` / ``radzoo.build`` (the one
 door, in ``radzoo.resolve``) decide where weights come from and which runtime runs them.
+Attributes are imported on first use, so listing the registry never imports torch.
 """
 
 from __future__ import annotations
 
-from radzoo.zoo.artifact import save_artifact as save
-from radzoo.zoo.home import local_models, local_zoo_dir, radzoo_home
-from radzoo.zoo.model import ZooModel
-from radzoo.zoo.registry import get_spec, list_models
-from radzoo.zoo.spec import CAPABILITIES, SCHEMA_VERSION, ModelSpec, Preprocess, Source
+import importlib
+from typing import Any
 
-__all__ = [
-    "CAPABILITIES",
-    "SCHEMA_VERSION",
-    "ModelSpec",
-    "Preprocess",
-    "Source",
-    "ZooModel",
-    "get_spec",
-    "list_models",
-    "local_models",
-    "local_zoo_dir",
-    "radzoo_home",
-    "save",
-]
+_EXPORTS = {
+    "CAPABILITIES": "radzoo.zoo.spec",
+    "SCHEMA_VERSION": "radzoo.zoo.spec",
+    "ModelSpec": "radzoo.zoo.spec",
+    "Preprocess": "radzoo.zoo.spec",
+    "Source": "radzoo.zoo.spec",
+    "ZooModel": "radzoo.zoo.model",
+    "get_spec": "radzoo.zoo.registry",
+    "list_models": "radzoo.zoo.registry",
+    "local_models": "radzoo.zoo.home",
+    "local_zoo_dir": "radzoo.zoo.home",
+    "radzoo_home": "radzoo.zoo.home",
+}
+
+
+def save(model: Any, directory: Any, **kwargs: Any) -> Any:
+    """Write ``model`` as an artifact directory, atomically (``radzoo.zoo.artifact.save_artifact``)."""
+    from radzoo.zoo.artifact import save_artifact
+
+    return save_artifact(model, directory, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'radzoo.zoo' has no attribute {name!r}")
+
+
+__all__ = sorted([*_EXPORTS, "save"])

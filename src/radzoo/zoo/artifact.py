@@ -17,39 +17,23 @@ import json
 import os
 import shutil
 import tempfile
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from radzoo import __version__
 from radzoo.errors import ArtifactError, SchemaVersionError
+from radzoo.zoo.home import CONFIG
+from radzoo.zoo.instantiate import instantiate
 from radzoo.zoo.model import ZooModel
 from radzoo.zoo.spec import SCHEMA_VERSION, ModelSpec
 from radzoo.zoo.weights import load_strict, read_weights, save_weights, sha256_file
 
-CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 CARD = "README.md"
 ASSETS = "assets"
 #: Directories that travel with the weights and become ``model.assets[name]``: the text tokenizer,
 #: and IGCL's node-feature BERT (``graph_text/``, what ``embed_graphs`` turns RadGraph entries with).
 CARRIED_DIRS = ("tokenizer", "graph_text")
-
-
-def is_artifact(path: Path) -> bool:
-    return (path / CONFIG).is_file()
-
-
-def packaged_asset(resource: str) -> Path:
-    """Path of a file shipped inside the radzoo package (``radzoo/assets/<resource>``)."""
-    path = Path(str(resources.files("radzoo").joinpath("assets", resource)))
-    if not path.is_file():
-        raise ArtifactError(f"packaged asset {resource!r} is missing from this radzoo installation")
-    return path
-
-
-def spec_assets(spec: ModelSpec) -> dict[str, Path]:
-    return {name: packaged_asset(res) for name, res in spec.assets.items()}
 
 
 def read_config(directory: Path) -> dict[str, Any]:
@@ -84,7 +68,6 @@ def load_artifact(directory: str | Path, device: Any = None, cls: type[ZooModel]
 
     The low-level reader under ``radzoo.load``; callers outside the zoo open models there.
     """
-    from radzoo.zoo.instantiate import instantiate
 
     directory = Path(directory)
     config = read_config(directory)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from radzoo.zoo.artifact import is_artifact
+#: The file that makes a directory an artifact.
+CONFIG = "config.json"
+
+
+def is_artifact(path: Path) -> bool:
+    """Whether ``path`` is an artifact directory (it holds ``config.json``)."""
+    return (path / CONFIG).is_file()
 
 
 def radzoo_home() -> Path:

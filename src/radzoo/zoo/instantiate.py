@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,20 @@ import torch
 from radzoo.errors import ArtifactError
 from radzoo.nets import EncoderNet, build_net
 from radzoo.zoo.model import ZooModel
+from radzoo.zoo.packaged import spec_assets
 from radzoo.zoo.spec import ModelSpec
+
+
+def output_widths(arch: str, arch_args: Mapping[str, Any]) -> dict[str, int]:
+    """The named outputs (and widths) the network ``arch(**arch_args)`` produces.
+
+    Built on the meta device: no memory, no weights, milliseconds; the net stays the one source.
+    """
+    try:
+        with torch.device("meta"):
+            return build_net(arch, arch_args).output_widths
+    except ValueError as exc:
+        raise ArtifactError(f"cannot build architecture {arch!r}: {exc}") from exc
 
 
 def instantiate(spec: ModelSpec) -> EncoderNet:
@@ -43,8 +57,6 @@ def build_random(
     cls: type[ZooModel] = ZooModel,
 ) -> ZooModel:
     """The explicit, seeded random initialisation of ``spec``; the model is marked ``random_init``."""
-    from radzoo.zoo.artifact import spec_assets
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = instantiate(spec)
