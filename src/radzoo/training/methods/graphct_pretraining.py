@@ -400,7 +400,7 @@ def _phase_state(directory: Path) -> dict[str, Any] | None:
 
 def _train(run: Run, config: GraphCTConfig, data: Any, cache_dir: Path, cache_only: bool, overwrite: bool) -> Path:
     from radzoo.ct.landmarks import load_atlas
-    from radzoo.zoo.artifact import spec_assets
+    from radzoo.zoo.packaged import spec_assets
 
     cache = _prepare_cache(run, config, data, cache_dir)
     if cache_only:
