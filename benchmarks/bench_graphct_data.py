@@ -74,7 +74,7 @@ def main() -> None:
             report = build_patch_cache(inputs, cache, model, segmenter=args.segmenter, registration=settings,
                                        workers=workers)
             wall = time.perf_counter() - t0
-            per_volume = wall / max(report.built, 1)
+            per_volume = wall / args.volumes  # every volume is read, segmented and registered, built or left out
             stages = report.stage_seconds
             total = sum(stages.values())
             size_mb = sum(p.stat().st_size for p in (cache / "subjects").glob("*.safetensors")) / 1e6 / max(report.built, 1)
@@ -82,7 +82,7 @@ def main() -> None:
             print(f"\nworkers {workers}: {report.built} built, {len(report.excluded)} excluded; {wall:.1f} s wall, "
                   f"{per_volume:.1f} s per volume; {size_mb:.1f} MB per subject")
             for stage, sec in sorted(stages.items(), key=lambda kv: -kv[1]):
-                print(f"  {stage:13s} {sec / max(report.built, 1):7.2f} s/volume  {sec / total:6.1%}")
+                print(f"  {stage:13s} {sec / max(report.built, 1):7.2f} s/built volume  {sec / total:6.1%}")
             print(f"  registration share of the stage time: {report.registration_share:.1%}")
         last = PatchCache(cache)
         sid = last.subjects[0]

@@ -207,3 +207,29 @@ def test_derived_entries_cover_every_label_and_relation(derived_entries: dict) -
     assert {rel for g in graphs for _, _, rel in g.edges} == {0, 1, 2}
     isolated = [g for g in graphs if any(i not in {n for e in g.edges for n in e[:2]} for i in range(g.num_nodes))]
     assert isolated  # reaction nodes get exercised
+
+
+def test_text_tower_from_a_hugging_face_bert_directory(tmp_path: Path, vocab_dir: Path) -> None:
+    """``--text-init DIR``: bert-base-uncased-style directories (``BertForPreTraining`` keys with ``bert.``
+    prefixes and ``cls.`` heads) load strictly; pickled weights are refused."""
+    import shutil
+
+    from transformers import BertConfig, BertForPreTraining
+
+    from radzoo.errors import ArtifactError
+    from radzoo.graphs import NodeTextTower
+    from radzoo.zoo.tiny import TINY_NODE_TEXT_CONFIG
+
+    torch.manual_seed(4)
+    hf = BertForPreTraining(BertConfig(**TINY_NODE_TEXT_CONFIG))
+    hf.save_pretrained(str(tmp_path / "bert"))
+    for name in ("vocab.txt", "tokenizer_config.json"):
+        shutil.copy(vocab_dir / name, tmp_path / "bert" / name)
+    tower = NodeTextTower.from_dir(tmp_path / "bert")
+    ours = tower.bert.state_dict()
+    for key, value in hf.bert.state_dict().items():
+        if not key.startswith("pooler.") and not key.endswith("position_ids"):
+            torch.testing.assert_close(ours[key], value)
+    (tmp_path / "bert" / "model.safetensors").rename(tmp_path / "bert" / "pytorch_model.bin")
+    with pytest.raises(ArtifactError, match="only from safetensors.*pytorch_model.bin"):
+        NodeTextTower.from_dir(tmp_path / "bert")

@@ -166,3 +166,36 @@ def test_two_processes_under_torchrun(derived_set, tmp_path: Path) -> None:
     config = json.loads((out / "config.json").read_text())
     assert config["provenance"]["world_size"] == 2 and config["provenance"]["replicas"]["in_sync"]
     assert radzoo.load(out).embed_graphs(json.loads(derived_set[1].read_text())["nih/00000129_000"]).shape == (1, 32)
+
+
+@pytest.mark.parametrize("layout", ["vision", "clip"])
+def test_image_init_from_a_hugging_face_clip_directory(layout: str, tmp_path: Path) -> None:
+    """``image_init=DIR``: a CLIPModel or CLIPVisionModel directory (as openai/clip-vit-base-patch32) starts the
+    image tower; its weights land strictly in ``image_backbone``; projections stay the original's random init."""
+    from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig, CLIPVisionModel
+
+    from radzoo.training.methods.igcl_pretraining import igcl_spec, initial_net
+
+    config = resolve_config(IGCLConfig, overrides=TINY_IGCL)
+    spec = igcl_spec(config, "test")
+    vision = dict(spec.arch_args["vision_config"])
+    torch.manual_seed(3)
+    if layout == "vision":
+        hf = CLIPVisionModel(CLIPVisionConfig(**vision))
+        tower = getattr(hf, "vision_model", hf)
+    else:
+        text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "vocab_size": 49408}
+        hf = CLIPModel(CLIPConfig(vision_config=vision, text_config=text))
+        tower = hf.vision_model
+    hf.save_pretrained(str(tmp_path / "clip"))
+    net = initial_net(resolve_config(IGCLConfig, overrides={**TINY_IGCL, "image_init": str(tmp_path / "clip")}), spec)
+    ours = net.image_backbone.state_dict()
+    for key, value in tower.state_dict().items():
+        if not key.endswith("position_ids"):
+            torch.testing.assert_close(ours[key], value)
+    from radzoo.errors import InputError
+
+    with pytest.raises(InputError, match="differs from igcl_vitb32"):
+        big = resolve_config(IGCLConfig, overrides={**TINY_IGCL, "size": "full", "image_init": str(tmp_path / "clip")})
+        initial_net(big, igcl_spec(big, "test"))

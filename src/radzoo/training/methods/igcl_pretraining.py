@@ -150,17 +150,19 @@ def initial_net(config: IGCLConfig, spec: Any) -> IGCLNet:
     from radzoo.zoo.instantiate import instantiate
     from radzoo.zoo.weights import load_strict
 
+    init = config.image_init
+    path = Path(init).expanduser()
+    clip = init != "random" and path.is_dir() and (path / "config.json").is_file() and _is_hf_clip(path)
+    clip_state = _clip_vision_state(path, spec) if clip else None  # checked before the network is built
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         net = instantiate(spec)
         _init_projection(net.image_proj)
         _init_projection(net.graph_proj)
-    init = config.image_init
     if init == "random":
         return net  # type: ignore[return-value]
-    path = Path(init).expanduser()
-    if path.is_dir() and (path / "config.json").is_file() and _is_hf_clip(path):
-        load_strict(net.image_backbone, _clip_vision_state(path, spec), f"CLIP vision weights in {path}")
+    if clip_state is not None:
+        load_strict(net.image_backbone, clip_state, f"CLIP vision weights in {path}")
         return net  # type: ignore[return-value]
     from radzoo.resolve import load
 
@@ -196,12 +198,18 @@ def _clip_vision_state(path: Path, spec: Any) -> dict[str, torch.Tensor]:
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise ArtifactError(f"image_init: {path} has no model.safetensors (radzoo reads only safetensors)")
+    raw = load_file(str(weights), device="cpu")
+    nested = any(k.startswith("vision_model.") for k in raw)  # CLIPModel, or CLIPVisionModel of transformers 4
     state = {}
-    for key, value in load_file(str(weights), device="cpu").items():
-        if key.startswith("vision_model.") and not key.endswith("embeddings.position_ids"):
+    for key, value in raw.items():
+        if key.endswith("embeddings.position_ids"):
+            continue
+        if nested and key.startswith("vision_model."):
             state[key[len("vision_model."):]] = value
+        elif not nested and key.startswith(("embeddings.", "pre_layrnorm.", "encoder.", "post_layernorm.")):
+            state[key] = value  # CLIPVisionModel of transformers 5 (no vision_model level, METHODS 0.4)
     if not state:
-        raise ArtifactError(f"image_init: {weights} holds no vision_model.* tensors")
+        raise ArtifactError(f"image_init: {weights} holds no CLIP vision tensors")
     return state
 
 
