@@ -127,7 +127,18 @@ def _args(data: tuple[Path, Path], out: Path, **over: str) -> list[str]:
     ]
 
 
-def test_tiny_run_embeds_images_and_graphs_and_resumes(derived_set, tmp_path: Path) -> None:
+def _torchrun(args: list[str]) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parents[1] / "src"), str(HERE.parent), env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "radzoo.cli", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+
+
+def test_tiny_run_embeds_images_and_graphs_then_resumes_under_torchrun(derived_set, tmp_path: Path) -> None:
+    """One process trains 2 epochs; ``torchrun --nproc-per-node 2`` (gloo, bf16 autocast) resumes it for a
+    third: a change of world size and precision, the freeze counter and step count carried over."""
     out = tmp_path / "igcl"
     assert main(_args(derived_set, out)) == 0
     model = radzoo.load(out)  # strict load of the igcl_vitb32 layout (tiny geometry)
@@ -146,26 +157,24 @@ def test_tiny_run_embeds_images_and_graphs_and_resumes(derived_set, tmp_path: Pa
     good = {k: v for k, v in json.loads(derived_set[1].read_text()).items() if k.startswith("nih/")}
     graphs = model.embed_graphs(good)
     assert graphs.shape == (32, 32) and np.isfinite(graphs).all()
-    # resume with one more epoch: the step count and the freeze counter carry on
-    assert main(_args(derived_set, out, epochs="3") + ["--resume"]) == 0
+    # the same run resumed by two processes (node features are prepared, so torchrun may start)
+    _torchrun(_args(derived_set, out, epochs="3", precision="bf16") + ["--resume"])
     metrics = read_metrics(tmp_path / "igcl.train")
-    assert [m["step"] for m in metrics] == list(range(1, 10)) and [m["image_frozen"] for m in metrics[6:]] == [0.0] * 3
+    assert [m["step"] for m in metrics] == list(range(1, 10)) and [m["world_size"] for m in metrics[6:]] == [2] * 3
+    assert [m["image_frozen"] for m in metrics[6:]] == [0.0] * 3
+    prov = json.loads((out / "config.json").read_text())["provenance"]
+    assert prov["world_size"] == 2 and prov["replicas"]["in_sync"] and prov["precision"] == "bf16"
+    assert radzoo.load(out).embed_graphs(good["nih/00000129_000"]).shape == (1, 32)
 
 
-def test_two_processes_under_torchrun(derived_set, tmp_path: Path) -> None:
-    """Prepare node features in one process, then train with ``torchrun --nproc-per-node 2`` (gloo)."""
+def test_features_only_prepares_the_tower_and_cache(derived_set, tmp_path: Path) -> None:
+    """``--features-only`` (run before torchrun, which refuses to start without them) writes the node-feature
+    BERT and cache and trains nothing."""
     out = tmp_path / "igcl2"
     assert main(_args(derived_set, out) + ["--features-only"]) == 0
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parents[1] / "src"), str(HERE.parent), env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "radzoo.cli",
-           *_args(derived_set, out, epochs="1")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    config = json.loads((out / "config.json").read_text())
-    assert config["provenance"]["world_size"] == 2 and config["provenance"]["replicas"]["in_sync"]
-    assert radzoo.load(out).embed_graphs(json.loads(derived_set[1].read_text())["nih/00000129_000"]).shape == (1, 32)
+    run = tmp_path / "igcl2.train"
+    assert (run / "node_features" / "manifest.json").is_file() and (run / "graph_text" / "model.safetensors").is_file()
+    assert not out.exists() and not (run / "state.json").exists()
 
 
 @pytest.mark.parametrize("layout", ["vision", "clip"])

@@ -56,7 +56,7 @@ from radzoo.training.landmark_queue import LandmarkQueue
 from radzoo.training.loop import FitResult, Phase, Trainer, seed_everything
 from radzoo.training.losses import moco_info_nce
 from radzoo.training.momentum import NegativeQueue, make_key_encoder, momentum_update
-from radzoo.training.resume import has_training_state, read_training_meta
+from radzoo.training.resume import has_training_state, load_training_state, read_training_meta
 from radzoo.training.runner import (
     Run,
     check_resumable,
@@ -431,6 +431,12 @@ def _train(run: Run, config: GraphCTConfig, data: Any, cache_dir: Path, cache_on
     patch_method = PatchMoCo(config.moco_dim, config.moco_k, num_patches, config.moco_m, config.moco_t, gen, patch_q)
     graph_method = GraphMoCo(patch_method.encoder_q.patch_encoder, config.moco_dim, config.graph_moco_k,
                              config.moco_m, config.moco_t, gen, graph_q)
+    # a resumed run whose patch phase is ahead of its graph phase: the graph phase (node features)
+    # and the export need the trained patch encoder, so its weights come back before anything runs
+    for d, method in ((patch_dir, patch_method), (graph_dir, graph_method)):
+        if has_training_state(d):
+            load_training_state(d, method, None)
+    patch_method.to(run.ctx.device)
     atlas = load_atlas(spec_assets(spec))
     order = landmark_order(num_patches, config.landmark_stride)
     spl = steps_per_landmark(config, len(cache), num_patches)
@@ -473,14 +479,21 @@ def _train(run: Run, config: GraphCTConfig, data: Any, cache_dir: Path, cache_on
             graph_result = trainer.fit(resume=has_training_state(graph_dir))
         if stopped:
             break
-    if patch_result is None or graph_result is None:
+    ran = patch_result or graph_result
+    if ran is None:
         raise InputError(f"nothing to train: the checkpoints in {run.run_dir} already reached epoch {config.epochs}; raise epochs")
 
     net = export_network(patch_method.encoder_q, graph_method.encoder_q, spec)
-    prov = provenance(run, patch_result, summary)
-    prov["history"] = _per_epoch(patch_result.history, blocks)
-    prov["graph"] = {"steps": graph_result.global_step, "final_loss": graph_result.final_loss,
-                     "history": graph_result.history, "replicas": graph_result.replicas}
+    p_loop, g_loop = read_training_meta(patch_dir)["loop"], read_training_meta(graph_dir)["loop"]
+    prov = provenance(run, ran, summary)
+    prov.update({
+        "steps": p_loop["step"],
+        "epochs": p_loop["history"][-1]["epoch"] // blocks + 1 if p_loop["history"] else 0,
+        "final_loss": p_loop["history"][-1]["last_loss"] if p_loop["history"] else float("nan"),
+        "history": _per_epoch(p_loop["history"], blocks),
+        "graph": {"steps": g_loop["step"], "history": g_loop["history"],
+                  "final_loss": g_loop["history"][-1]["last_loss"] if g_loop["history"] else float("nan")},
+    })
     deviations = [
         "Trained by radzoo.training, not the original code: momentum update after each optimiser step, queues "
         "wrap around, each patch batch reads its landmark's patches (the original's DataLoader workers never saw "
