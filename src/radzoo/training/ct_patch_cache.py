@@ -207,6 +207,9 @@ def build_patch_cache(
         detail = "; ".join(f"{p.path}: {p.message}" for p in found.problems) or "nothing found"
         raise InputError(f"no CT volumes found in {inputs} ({detail})")
     (cache_dir / SUBJECTS).mkdir(parents=True, exist_ok=True)
+    for partial in (cache_dir / SUBJECTS).glob("*.tmp"):  # left by an interrupted build
+        log.info("patch cache: removing %s left by an interrupted build", partial)
+        partial.unlink(missing_ok=True)
     manifest = manifest or {"format": FORMAT, "key": key, "complete": False, "subjects": {}, "excluded": {}}
     manifest["complete"] = False
     report = BuildReport()

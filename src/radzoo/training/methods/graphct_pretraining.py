@@ -161,7 +161,7 @@ class GraphMoCo(nn.Module):
 
     def __init__(self, patch_encoder: PatchEncoder3D, dim: int, queue_size: int, momentum: float,
                  temperature: float, generator: torch.Generator | None = None, query: GraphQuery | None = None,
-                 chunk: int = 581) -> None:
+                 chunk: int = 128) -> None:
         super().__init__()
         self._patch_encoder = [patch_encoder]  # a list: not a submodule
         self.encoder_q = query if query is not None else GraphQuery(dim)
@@ -174,7 +174,8 @@ class GraphMoCo(nn.Module):
 
     @torch.no_grad()
     def node_features(self, views: torch.Tensor) -> torch.Tensor:
-        """``[B, N, 1, 32, 32, 32]`` -> ``[B, N, D]`` with the frozen patch encoder in eval mode."""
+        """``[B, N, 1, 32, 32, 32]`` -> ``[B, N, D]`` with the frozen patch encoder in eval mode, ``chunk``
+        patches at a time (eval-mode BatchNorm: chunks change the memory, not the result)."""
         encoder = self._patch_encoder[0]
         was_training = encoder.training
         encoder.eval()
