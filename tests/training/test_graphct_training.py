@@ -133,6 +133,13 @@ def test_cache_from_another_setup_or_an_interrupted_build_is_refused(cache_dir: 
     assert report.cached == 2 and report.built == 0 and set(report.excluded) >= {"abdomen", "one_lung"}
     assert PatchCache(copy).subjects == ["phantom0", "phantom1"]
     assert not list((copy / "subjects").glob("*.tmp"))
+    # a second builder on the same directory is refused while the first holds it
+    import fcntl
+
+    with open(copy / ".build.lock", "a+") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(InputError, match="being built by another process"):
+            build_patch_cache(ct_inputs, copy, model, segmenter=config.segmenter, registration=registration_settings(config))
     with pytest.raises(ArtifactError, match="not a graph-CT patch cache"):
         PatchCache(tmp_path)
 

@@ -36,8 +36,9 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,7 +190,6 @@ def build_patch_cache(
     """
     from radzoo.ct.lungs import get_segmenter
     from radzoo.ct.register import RegistrationSettings
-    from radzoo.extract.volumes import discover_volumes
 
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
@@ -199,9 +199,39 @@ def build_patch_cache(
     settings = registration or RegistrationSettings()
     key = cache_key(zmodel, seg_name, settings)
     cache_dir = Path(cache_dir)
-    manifest = _read_manifest(cache_dir)
-    if manifest is not None and manifest["key"] != key:
-        raise ArtifactError(_key_mismatch(cache_dir, manifest["key"], key))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with _build_lock(cache_dir):
+        manifest = _read_manifest(cache_dir)  # read under the lock: another builder may just have finished
+        if manifest is not None and manifest["key"] != key:
+            raise ArtifactError(_key_mismatch(cache_dir, manifest["key"], key))
+        return _build(inputs, cache_dir, zmodel, key, manifest, segmenter, min_lung_ml, workers, progress)
+
+
+@contextmanager
+def _build_lock(cache_dir: Path) -> Iterator[None]:
+    """One builder per cache directory: a second one fails at once instead of interleaving manifests."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no advisory locks, builds are not guarded
+        yield
+        return
+    with open(cache_dir / ".build.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"patch cache {cache_dir} is being built by another process; wait for it or use "
+                             "another --cache directory") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _build(inputs: Any, cache_dir: Path, zmodel: Any, key: dict[str, Any], manifest: dict[str, Any] | None,
+           segmenter: Any, min_lung_ml: float, workers: int,
+           progress: Callable[[str, dict[str, Any]], None] | None) -> BuildReport:
+    from radzoo.extract.volumes import discover_volumes
+
     found = discover_volumes(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs])
     if not found.items:
         detail = "; ".join(f"{p.path}: {p.message}" for p in found.problems) or "nothing found"
