@@ -13,6 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
+#: hop-by-hop headers (RFC 9110 7.6.1) and the body framing this proxy sets itself
+_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
+        "content-length", "content-encoding"}
+
 
 class FlakyProxy:
     def __init__(self, upstream: str) -> None:
@@ -20,6 +24,7 @@ class FlakyProxy:
         self.fail_first = 0  # number of WADO-RS instance GETs answered 503 before forwarding
         self.always_fail: set[str] = set()  # SOP Instance UIDs whose WADO-RS GET always gets 500
         self.counts: Counter[str] = Counter()
+        self.errors: list[str] = []  # upstream failures (answered 502)
         self._lock = threading.Lock()
         proxy = self
 
@@ -40,17 +45,27 @@ class FlakyProxy:
                 if status is not None:
                     self.send_response(status)
                     self.send_header("Content-Length", "0")
+                    self.send_header("Connection", "close")
                     self.end_headers()
                     return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                r = requests.request(self.command, proxy.upstream + self.path, data=body, headers=headers, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP and k.lower() != "host"}
+                try:
+                    r = requests.request(self.command, proxy.upstream + self.path, data=body, headers=headers, timeout=30)
+                except requests.RequestException as exc:
+                    proxy.errors.append(repr(exc))
+                    self.send_response(502)
+                    self.send_header("Content-Length", "0")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    return
                 self.send_response(r.status_code)
                 for k, v in r.headers.items():
-                    if k.lower() not in ("transfer-encoding", "content-length", "connection", "content-encoding"):
+                    if k.lower() not in _HOP:
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(r.content)))
+                self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(r.content)
 

@@ -18,3 +18,13 @@ def run_cli(*argv: str, env: dict | None = None, timeout: int = 300) -> subproce
     full.update(env or {})
     return subprocess.run([sys.executable, "-m", "radzoo.cli", *argv], capture_output=True, text=True,
                           timeout=timeout, env=full)
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """``radzoo ARGV`` in this process: (exit status, stdout, stderr)."""
+    from radzoo.cli import main
+
+    capsys.readouterr()
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err

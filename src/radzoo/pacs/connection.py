@@ -8,7 +8,8 @@ thread (``requests.Session`` is not thread-safe), with the library's own retryin
 so the policy lives here only.
 
 Privacy: ``dicomweb_client`` logs request headers (the Authorization header) and URLs (UIDs) at
-DEBUG, and urllib3 logs URLs; both loggers are held at WARNING so ``radzoo -v`` never prints them.
+DEBUG, urllib3 logs URLs, and ``retrying`` (dicomweb-client's retry helper) logs tracebacks that
+quote URLs at WARNING; these loggers are held above those levels so ``radzoo -v`` never prints them.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from radzoo.errors import InputError
 from radzoo.pacs.credentials import AUTH_ENV, PacsAuth
 from radzoo.pacs.pacs_errors import PacsAuthError, PacsError, PacsNotFound, PacsUnreachable
 
-for _name in ("dicomweb_client", "urllib3.connectionpool"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
+for _name, _level in (("dicomweb_client", logging.WARNING), ("urllib3.connectionpool", logging.WARNING),
+                      ("retrying", logging.ERROR)):
+    logging.getLogger(_name).setLevel(_level)
 
 log = logging.getLogger(__name__)
 
