@@ -11,7 +11,13 @@ import pydicom
 import pytest
 
 import radzoo
-from radzoo.dicom_out import grounding_pmap, parametric_map, provenance_of, write_dicom, zero_shot_sr
+from radzoo.dicom_out import (
+    grounding_pmap,
+    parametric_map,
+    provenance_of,
+    write_dicom,
+    zero_shot_sr,
+)
 from radzoo.errors import InputError
 from radzoo.extract.state import identity_of
 

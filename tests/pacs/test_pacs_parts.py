@@ -9,7 +9,14 @@ import requests
 
 from radzoo.dicom_out.finding_codes import FINDING_CODES, card_table, finding_code, local_code_value
 from radzoo.errors import InputError
-from radzoo.pacs import AUTH_ENV, PacsConnection, QueryFilters, parse_auth, parse_dicomweb_url, read_auth
+from radzoo.pacs import (
+    AUTH_ENV,
+    PacsConnection,
+    QueryFilters,
+    parse_auth,
+    parse_dicomweb_url,
+    read_auth,
+)
 from radzoo.pacs.image_classes import non_image_kind
 
 
