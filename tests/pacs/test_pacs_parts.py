@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from radzoo.dicom_out.finding_codes import FINDING_CODES, card_table, finding_code, local_code_value
+from radzoo.dicom_out.finding_codes import finding_code, local_code_value
 from radzoo.errors import InputError
 from radzoo.pacs import (
     AUTH_ENV,
@@ -18,6 +18,7 @@ from radzoo.pacs import (
     read_auth,
 )
 from radzoo.pacs.image_classes import non_image_kind
+from radzoo.zoo.dicom_codes import FINDING_CODES
 
 
 def test_credentials_from_file_or_env_never_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -79,9 +80,13 @@ def test_non_image_sop_classes() -> None:
         assert non_image_kind(image) is None, image
 
 
-def test_finding_codes_come_from_the_dicom_dictionary() -> None:
+def test_finding_codes_come_from_the_dicom_dictionary(prior_dir: Path) -> None:
     """Every SCT/DCM finding code radzoo uses is a concept in pydicom's copy of PS3.16."""
     from pydicom.sr._concepts_dict import concepts
+
+    from radzoo.zoo.artifact import read_config
+
+    prior_config = read_config(prior_dir)
 
     for scheme, value, _meaning in FINDING_CODES.values():
         assert any(value in entry for entry in concepts[scheme].values()), (scheme, value)
@@ -90,4 +95,8 @@ def test_finding_codes_come_from_the_dicom_dictionary() -> None:
     local = finding_code("Enlarged Cardiomediastinum")
     assert local.scheme_designator == "99RADZOO" and len(local.value) <= 16 and local.meaning == "Enlarged Cardiomediastinum"
     assert local_code_value("Atelectasis") == "ATELECTASIS"
-    assert "122157" in card_table() and "60046008" in card_table()
+    from radzoo.zoo.card import render_card
+
+    card = render_card(prior_config)
+    assert "TID 1500" in card and "| measurement concept (TID 300) | DCM | 122157 | Probability |" in card
+    assert "| finding type | SCT | 60046008 | Pleural effusion |" in card and "99RADZOO" in card

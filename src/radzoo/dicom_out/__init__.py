@@ -8,7 +8,7 @@ Public API::
     parametric_map(heatmap, source, provenance, text=..., method=...)
     provenance_of(model, prompt_set="") -> Provenance     # model, weights revision, radzoo version
     write_dicom(ds, out_dir) -> Path; to_bytes(ds) -> bytes
-    finding_codes.card_table()                            # every code the SRs use
+    radzoo.zoo.dicom_codes.card_markdown()                # every code the SRs use (model card)
 
 ``source`` is the image the result was computed on: a DICOM path, its bytes or a
 ``pydicom.Dataset``. Results copy only the patient/study attributes their IODs require (see

@@ -1,10 +1,6 @@
-"""The coded concepts of radzoo's zero-shot SRs (TID 1500), in one table the model card prints.
-
-Finding types come from pydicom's copy of the DICOM content mapping resource (PS3.16) where a
-concept exists for the label; every other label gets a code in radzoo's local coding scheme
-``99RADZOO`` (declared in the SR's Coding Scheme Identification Sequence), whose meaning is the
-label itself. Nothing is guessed: a label is never mapped to a concept that is not in the table.
-"""
+"""The zero-shot SR's coded concepts as pydicom/highdicom objects. The table itself is data in
+``radzoo.zoo.dicom_codes`` (the model card prints it); ``99RADZOO`` is declared in each SR's
+Coding Scheme Identification Sequence."""
 
 from __future__ import annotations
 
@@ -12,34 +8,7 @@ import hashlib
 import re
 from typing import Any
 
-#: radzoo's private coding scheme (PS3.3 8.2: local schemes start with "99").
-LOCAL_SCHEME = "99RADZOO"
-LOCAL_SCHEME_NAME = "radzoo zero-shot labels"
-
-#: label (case-insensitive, spaces/underscores ignored) -> (scheme, code value, code meaning)
-FINDING_CODES: dict[str, tuple[str, str, str]] = {
-    "pleuraleffusion": ("SCT", "60046008", "Pleural effusion"),
-    "effusion": ("SCT", "60046008", "Pleural effusion"),  # NIH ChestX-ray14's "Effusion" is pleural
-    "cardiomegaly": ("SCT", "287272002", "Cardiomegaly"),
-    "pneumothorax": ("SCT", "36118008", "Pneumothorax"),
-    "edema": ("SCT", "19242006", "Pulmonary edema"),  # CheXpert / NIH "Edema" on a chest X-ray
-    "pulmonaryedema": ("SCT", "19242006", "Pulmonary edema"),
-    "nodule": ("SCT", "27925004", "Nodule"),
-    "mass": ("SCT", "4147007", "Mass"),
-    "fibrosis": ("SCT", "112674009", "Fibrosis"),
-    "infiltration": ("DCM", "112121", "Infiltrate"),
-    "infiltrate": ("DCM", "112121", "Infiltrate"),
-}
-
-#: The SR's fixed concepts (TID 1500 / TID 1501 / TID 300 / TID 1001), for the model card.
-REPORT_CODES: dict[str, tuple[str, str, str]] = {
-    "document title (TID 1500)": ("DCM", "126000", "Imaging Measurement Report"),
-    "procedure reported": ("SCT", "363679005", "Imaging procedure"),
-    "observer type (TID 1002)": ("DCM", "121007", "Device"),
-    "measurement concept (TID 300)": ("DCM", "122157", "Probability"),
-    "measurement unit (UCUM)": ("UCUM", "1", "no units"),
-    "finding type, unlisted label": (LOCAL_SCHEME, "<label slug>", "<the label>"),
-}
+from radzoo.zoo.dicom_codes import FINDING_CODES, LOCAL_SCHEME, LOCAL_SCHEME_NAME, REPORT_CODES
 
 
 def _norm(label: str) -> str:
@@ -65,11 +34,17 @@ def local_code_value(label: str) -> str:
     return slug[:9] + "_" + hashlib.sha256(label.encode()).hexdigest()[:6].upper()
 
 
+def report_code(use: str) -> Any:
+    """One of the SR's fixed concepts (``REPORT_CODES``) as a ``pydicom.sr.coding.Code``."""
+    from pydicom.sr.coding import Code
+
+    scheme, value, meaning = REPORT_CODES[use]
+    return Code(value, scheme, meaning)
+
+
 def measurement_codes() -> tuple[Any, Any]:
     """(concept name, unit) of each label's probability measurement."""
-    from pydicom.sr.codedict import codes
-
-    return codes.DCM.Probability, codes.UCUM.NoUnits
+    return report_code("measurement concept (TID 300)"), report_code("measurement unit")
 
 
 def coding_scheme_items() -> list[Any]:
@@ -78,17 +53,3 @@ def coding_scheme_items() -> list[Any]:
 
     return [CodingSchemeIdentificationItem(designator=LOCAL_SCHEME, name=LOCAL_SCHEME_NAME,
                                            responsible_organization="radzoo")]
-
-
-def card_table() -> str:
-    """Markdown table of every code radzoo's SRs use (for the model card)."""
-    rows = ["| use | scheme | code | meaning |", "|---|---|---|---|"]
-    for use, (scheme, value, meaning) in REPORT_CODES.items():
-        rows.append(f"| {use} | {scheme} | {value} | {meaning} |")
-    seen = set()
-    for scheme, value, meaning in FINDING_CODES.values():
-        if (scheme, value) in seen:
-            continue
-        seen.add((scheme, value))
-        rows.append(f"| finding type ({meaning}) | {scheme} | {value} | {meaning} |")
-    return "\n".join(rows)

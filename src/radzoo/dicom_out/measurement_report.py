@@ -14,7 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from radzoo.dicom_out.finding_codes import coding_scheme_items, finding_code, measurement_codes
+from radzoo.dicom_out.finding_codes import (
+    coding_scheme_items,
+    finding_code,
+    measurement_codes,
+    report_code,
+)
 from radzoo.dicom_out.provenance import MANUFACTURER, Provenance
 from radzoo.dicom_out.source_header import minimal_source, private_warnings, read_source
 from radzoo.errors import InputError
@@ -39,7 +44,6 @@ def measurement_report_sr(
     ``label`` names it in error messages.
     """
     import highdicom as hd
-    from pydicom.sr.codedict import codes
 
     probs = np.asarray(probabilities, dtype=np.float64).reshape(-1)
     if len(labels) != len(probs) or not labels:
@@ -64,14 +68,14 @@ def measurement_report_sr(
             )
         )
     observer = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
+        observer_type=report_code("observer type (TID 1002)"),
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
             uid=provenance.device_uid(), name=f"radzoo {provenance.model}"[:64], manufacturer_name=MANUFACTURER,
             model_name=provenance.model[:64]),
     )
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-        procedure_reported=codes.SCT.ImagingProcedure,
+        procedure_reported=report_code("procedure reported"),
         imaging_measurements=groups,
     )
     with private_warnings():

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from radzoo.dicom_out.finding_codes import measurement_codes
 from radzoo.dicom_out.provenance import MANUFACTURER, Provenance
 from radzoo.dicom_out.source_header import minimal_source, private_warnings, read_source
 from radzoo.errors import InputError
@@ -61,7 +62,6 @@ def parametric_map(
     """A ``highdicom.pm.ParametricMap`` of ``heatmap`` (H, W float) over ``source`` (path, bytes or
     ``pydicom.Dataset``) for the grounding ``text`` computed with ``method``."""
     import highdicom as hd
-    from pydicom.sr.codedict import codes
 
     header = read_source(source, label)
     where = label or "source image"
@@ -101,7 +101,7 @@ def parametric_map(
     mapping = hd.pm.RealWorldValueMapping(
         lut_label="similarity",
         lut_explanation=f"{method} image-text similarity"[:64],
-        unit=codes.UCUM.NoUnits,
+        unit=measurement_codes()[1],  # UCUM "1": similarities have no unit
         value_range=(lo, hi),
         slope=1.0,
         intercept=0.0,
