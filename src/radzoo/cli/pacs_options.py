@@ -23,6 +23,9 @@ def add_pacs_options(parser: argparse.ArgumentParser, *, stow: bool = False) -> 
     g.add_argument("--pacs-timeout", type=float, default=30.0, metavar="S", help="seconds per request (default 30)")
     g.add_argument("--pacs-retries", type=int, default=3, metavar="N",
                    help="retries with exponential backoff on timeouts and HTTP 408/429/5xx (default 3)")
+    g.add_argument("--pacs-http-compression", action="store_true",
+                   help="let the PACS gzip its answers (off: costs CPU on both ends; helps only slow links to "
+                        "uncompressed images)")
     if stow:
         g.add_argument("--stow", default=None, metavar="URL",
                        help="send the DICOM results to this DICOMweb root (or ROOT/studies/UID) with STOW-RS, "
@@ -40,7 +43,7 @@ def dicomweb_source(args: argparse.Namespace, url: str) -> Any:
     filters = QueryFilters.parse(args.study, args.series, args.modality, args.since)
     return DicomwebSource.from_url(url, auth=read_auth(args.pacs_auth_file), filters=filters,
                                    concurrency=args.pacs_concurrency, timeout=args.pacs_timeout,
-                                   retries=args.pacs_retries)
+                                   retries=args.pacs_retries, http_compression=args.pacs_http_compression)
 
 
 def check_no_pacs_filters(args: argparse.Namespace) -> None:

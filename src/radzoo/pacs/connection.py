@@ -95,13 +95,21 @@ _LOCAL = threading.local()
 
 @dataclass(frozen=True)
 class PacsConnection:
-    """How to talk to one DICOMweb service (``url`` is its root, e.g. ``http://pacs:8042/dicom-web``)."""
+    """How to talk to one DICOMweb service (``url`` is its root, e.g. ``http://pacs:8042/dicom-web``).
+
+    ``http_compression`` (off by default) lets the PACS gzip its answers. Pixel data is mostly
+    compressed already or large, and gzip costs CPU on both ends: against Orthanc on localhost a
+    127 kB JPEG instance took 18 ms per WADO-RS retrieve with gzip and 5 ms without
+    (``benchmarks/bench_dicomweb.py`` prints both). Turn it on for slow links to a PACS that
+    stores uncompressed images.
+    """
 
     url: str
     auth: PacsAuth | None = None
     timeout: float = 30.0
     retries: int = 3
     backoff: float = 0.5
+    http_compression: bool = False
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -127,6 +135,8 @@ class PacsConnection:
             from dicomweb_client.api import DICOMwebClient
 
             session = requests.Session()
+            if not self.http_compression:
+                session.headers["Accept-Encoding"] = "identity"
             if self.auth is not None:
                 self.auth.apply(session)
             client = DICOMwebClient(self.url, session=session, timeout=self.timeout)

@@ -72,7 +72,7 @@ def parse_auth(text: str, origin: str) -> PacsAuth:
 def read_auth(auth_file: str | os.PathLike[str] | None = None, *, env: str = AUTH_ENV) -> PacsAuth | None:
     """Credentials from ``auth_file``, else ``$RADZOO_PACS_AUTH``, else None (no authentication)."""
     if auth_file is not None:
-        path = Path(auth_file)
+        path = Path(auth_file).expanduser()
         try:
             text = path.read_text()
         except OSError as exc:

@@ -32,13 +32,15 @@ class DicomwebSource:
 
     @classmethod
     def from_url(cls, url: str, *, auth: PacsAuth | None = _FROM_ENV, filters: QueryFilters | None = None,
-                 concurrency: int = 4, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5) -> DicomwebSource:
+                 concurrency: int = 4, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5,
+                 http_compression: bool = False) -> DicomwebSource:
         """``url``: the DICOMweb root, optionally followed by ``studies/S[/series/R[/instances/I]]``.
         ``auth`` defaults to ``$RADZOO_PACS_AUTH`` (None: no authentication)."""
         target = parse_dicomweb_url(url)
         if auth is _FROM_ENV:
             auth = read_auth()
-        conn = PacsConnection(target.root, auth=auth, timeout=timeout, retries=retries, backoff=backoff)
+        conn = PacsConnection(target.root, auth=auth, timeout=timeout, retries=retries, backoff=backoff,
+                              http_compression=http_compression)
         return cls(conn, target, filters or QueryFilters(), concurrency)
 
     @property
