@@ -100,3 +100,18 @@ def test_finding_codes_come_from_the_dicom_dictionary(prior_dir: Path) -> None:
     card = render_card(prior_config)
     assert "TID 1500" in card and "| measurement concept (TID 300) | DCM | 122157 | Probability |" in card
     assert "| finding type | SCT | 60046008 | Pleural effusion |" in card and "99RADZOO" in card
+
+
+def test_extraction_refuses_what_it_cannot_do_over_dicomweb(tmp_path: Path) -> None:
+    """Refused before any request (nothing listens on port 9) and before any weights are read."""
+    from radzoo.errors import CapabilityError
+    from radzoo.extract import extract_features
+
+    url = "http://127.0.0.1:9/dicom-web"
+    with pytest.raises(InputError, match="engine='local'"):
+        extract_features("mococxr_resnet18", url, tmp_path / "a", engine="ray")
+    with pytest.raises(CapabilityError, match="CT series over DICOMweb"):
+        extract_features("graphct_copdgene", url, tmp_path / "b")
+    with pytest.raises(InputError, match="only input"):
+        extract_features("mococxr_resnet18", [url, str(tmp_path)], tmp_path / "c")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
