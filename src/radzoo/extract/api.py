@@ -120,6 +120,9 @@ def extract_features(
     if pacs is not None and engine != "local":
         raise InputError("DICOMweb inputs run on engine='local' (a bounded pool of fetch threads); "
                          "engine='ray' reads files only")
+    if pacs is not None and user_workers:
+        log.warning("radzoo extract: --workers=%d does not apply to a DICOMweb input: instances are fetched and "
+                    "decoded in %d threads (--pacs-concurrency)", user_workers, pacs.concurrency)
     if isinstance(model, (str, os.PathLike)):
         if pacs is not None and "ct" in spec_of(model)[0].capabilities:
             _refuse_dicomweb_for_ct()
