@@ -82,7 +82,7 @@ def stow(datasets: Sequence[Any], url: str, *, auth: PacsAuth | None = None, tim
         body = _response_dataset(exc.response)
         if body is None and exc.status is not None and exc.status >= 500:
             raise  # a server error without a STOW answer: not a refusal of the data
-        raise _rejected(where, exc.status, body, items) from None
+        raise _rejected(where, exc.status, body, items, _reason_phrase(exc.response)) from None
     stored = [str(x.ReferencedSOPInstanceUID) for x in response.get("ReferencedSOPSequence", [])]
     failed = list(response.get("FailedSOPSequence", []))
     if failed:
@@ -103,7 +103,11 @@ def _response_dataset(response: Any) -> Any:
         return None
 
 
-def _rejected(where: str, status: int | None, body: Any, items: list[Any]) -> StowRejected:
+def _reason_phrase(response: Any) -> str:
+    return (getattr(response, "reason", "") or "").strip()
+
+
+def _rejected(where: str, status: int | None, body: Any, items: list[Any], phrase: str = "") -> StowRejected:
     failed: list[tuple[str, int | None]] = []
     for entry in (body.get("FailedSOPSequence", []) if body is not None else []):
         reason = entry.get("FailureReason")
@@ -116,6 +120,6 @@ def _rejected(where: str, status: int | None, body: Any, items: list[Any]) -> St
         )
     else:
         reasons = "the PACS gave no Failure Reason (the data sets may be malformed or not DICOM)"
-    http = f"HTTP {status}" if status is not None else "no HTTP status"
+    http = f"HTTP {status} {phrase}".strip() if status is not None else "no HTTP status"
     return StowRejected(f"{where}: the PACS refused {len(failed) or len(items)} of {len(items)} instance(s) "
                         f"({http}): {reasons}", status=status, failed=failed)
