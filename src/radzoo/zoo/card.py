@@ -58,6 +58,10 @@ def render_card(config: dict[str, Any]) -> str:
         deviations = [*deviations, zs["deviation"]]
     if deviations:
         lines += ["## Deviations from the original", ""] + [f"- {d}" for d in deviations] + [""]
+    if zs:
+        from radzoo.zoo.dicom_codes import card_markdown
+
+        lines += card_markdown()
     lines += ["## Provenance", ""]
     if prov:
         for key, value in prov.items():
