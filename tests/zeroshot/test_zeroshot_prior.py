@@ -60,7 +60,7 @@ def _reference_scores(model, images: list[Path]) -> np.ndarray:
         g = _mha_token0(torch.stack([q, q]), sd, "text_pool.", heads)  # [mean of {q}, q]
         q_txt.append(q)
         g_txt.append(g)
-    scale = math.exp(float(sd["logit_scale"]))
+    scale = float(sd["logit_scale"])  # the RAW parameter, as the original zero-shot code (METHODS 3.5)
     batch = model.prepare(images)
     with torch.no_grad():
         trunk = net.image_backbone
