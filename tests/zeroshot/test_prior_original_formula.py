@@ -60,7 +60,8 @@ def converted(specs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
         "image_decoder.": small,
     }
     ckpt = write_checkpoint(m, root / "prior-tinytext.ckpt", blocks=blocks, seed=11)
-    vocab = write_test_vocab(root / "tok", TINY_TEXT_CONFIG["vocab_size"], lowercase=True)
+    # the stored config says cased; PRIOR lower-cases anyway (METHODS 0.6), as the reference
+    vocab = write_test_vocab(root / "tok", TINY_TEXT_CONFIG["vocab_size"], lowercase=False)
     out = convert("prior", ckpt, root / "artifact", arch_args={"text_config": TINY_TEXT_CONFIG}, tokenizer=vocab)
     raw = torch.load(ckpt, weights_only=True)["state_dict"]
     return out, {k: v.double() if v.is_floating_point() else v for k, v in raw.items()}, vocab

@@ -40,7 +40,8 @@ def _reference_scores(model, images: list[Path]) -> np.ndarray:
     sd = {k: v.detach().double() for k, v in net.state_dict().items()}
     heads = model.spec.arch_args["pool_heads"]
     length = model.spec.text["max_length"]
-    tok = BertTokenizer(str(model.assets["tokenizer"] / "vocab.txt"), do_lower_case=False)
+    # the originals lower-cased prompts (Bio_ClinicalBERT Hub default, METHODS 0.6)
+    tok = BertTokenizer(str(model.assets["tokenizer"] / "vocab.txt"), do_lower_case=True)
     prompts = [f"{c} is observed" for c in CHEXPERT5]
 
     def linear(name: str, x: torch.Tensor) -> torch.Tensor:
