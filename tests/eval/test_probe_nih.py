@@ -10,41 +10,12 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from report_schema import SCHEMA
 
 from radzoo.errors import InputError
 from radzoo.eval import ProbeSettings, knn, linear_probe, read_labels
 
 LABELS = ["view:AP=AP-vs-PA", "Effusion", "Cardiomegaly"]
-
-_EST = {"type": "object", "required": ["value", "ci", "n_boot"],
-        "properties": {"value": {"type": ["number", "null"]},
-                       "ci": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": ["number", "null"]}},
-                       "n_boot": {"type": "integer", "minimum": 0}}}
-SCHEMA = {
-    "type": "object",
-    "required": ["format", "task", "model", "systems", "data", "seed", "protocol", "results", "skipped", "notes", "files"],
-    "properties": {
-        "format": {"const": "radzoo-eval/1"},
-        "task": {"enum": ["linear-probe", "knn", "retrieval", "zero-shot"]},
-        "model": {"type": "object", "required": ["name", "revision", "preprocess", "random_weights"],
-                  "properties": {"name": {"type": "string"}, "revision": {"type": "string", "minLength": 6},
-                                 "preprocess": {"type": "string", "minLength": 6}, "random_weights": {"type": "boolean"}}},
-        "systems": {"type": "object", "required": ["model"]},
-        "data": {"type": "object", "required": ["labels_file", "n_rows", "n_groups", "digest", "labels"],
-                 "properties": {"digest": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
-        "seed": {"type": "integer"},
-        "protocol": {"type": "object", "required": ["bootstrap", "ci_level"]},
-        "results": {"type": "array", "minItems": 1, "items": {
-            "type": "object", "required": ["system", "overall", "per_label"],
-            "properties": {"overall": {"type": "object", "additionalProperties": _EST},
-                           "per_label": {"type": "object", "additionalProperties": {
-                               "type": "object", "additionalProperties": _EST}}}}},
-        "skipped": {"type": "array"},
-        "notes": {"type": "array", "items": {"type": "string"}},
-        "files": {"type": "object", "required": ["json", "markdown"]},
-    },
-}
-
 
 def _auroc(report: dict, system: str, label: str, fraction: float = 1.0) -> dict:
     (r,) = [r for r in report["results"] if r["system"] == system and r["fraction"] == fraction]
@@ -155,3 +126,19 @@ def test_knn_and_label_fractions_on_extracted_features(moco_features: Path, nih_
     f = linear_probe(None, data, features=moco_features, settings=settings, n_boot=20)
     assert [(r.fraction, r.draws) for r in f.results] == [(0.25, 2), (1.0, 1)]
     assert "### label fraction 0.25" in f.markdown()
+
+
+def test_given_split_column(moco_features: Path, nih_dir: Path, tmp_path: Path) -> None:
+    rows = list(csv.DictReader(open(nih_dir / "labels.csv")))
+    path = tmp_path / "split.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "patient_id", "view", "split"])
+        for i, r in enumerate(rows):
+            w.writerow([r["path"], r["patient_id"], r["view"], "test" if i % 3 == 0 else "train"])
+    data = read_labels(path, ["view:AP=AP-vs-PA"], image_root=nih_dir, split_column="split")
+    report = linear_probe(None, data, features=moco_features, n_boot=20, out=tmp_path / "out")
+    doc = json.loads((tmp_path / "out" / "report.json").read_text())
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["protocol"]["folds"]["kind"] == "given-split"
+    assert report.result("model").details["chosen"]["AP-vs-PA"] and "the given split (column 'split')" in report.markdown()

@@ -10,8 +10,8 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+from report_schema import SCHEMA
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, roc_auc_score
-from test_probe_nih import SCHEMA
 
 import radzoo
 from radzoo.errors import InputError

@@ -168,6 +168,7 @@ def compute_embeddings(
     from radzoo.extract.api import extract_features
     from radzoo.extract.state import identity_of
 
+    model.spec.require("embed", "evaluation on 2D image embeddings")
     if any(p is None for p in data.paths):
         raise InputError(f"computing embeddings needs an image path in every row of {data.source}")
     ident = identity_of(model, output)

@@ -158,6 +158,13 @@ def _data_section(full: LabelledData, used: LabelledData, digest: str, join: str
     }
 
 
+def _file_hashes(data: LabelledData) -> list[str | None]:
+    """sha256 of each row's image file (the data digest then follows the pixels, not the paths)."""
+    from radzoo.extract.state import sha256_file
+
+    return [sha256_file(p) if p is not None and p.is_file() else None for p in data.paths]
+
+
 def _counts(data: LabelledData) -> dict[str, tuple[int, int]]:
     return {lab: (int(data.y[:, j].sum()), int(len(data) - data.y[:, j].sum())) for j, lab in enumerate(data.labels)}
 
@@ -372,7 +379,7 @@ def zero_shot(
         task="zero-shot",
         model=ident,
         systems=systems,
-        data=_data_section(data, used, used.digest(), None),
+        data=_data_section(data, used, used.digest(_file_hashes(used)), None),
         seed=seed,
         protocol={"mode": mode, "prompts": prompts if isinstance(prompts, (str, type(None))) else "user prompts",
                   "bootstrap": n_boot, "ci_level": CI_LEVEL, "bootstrap_unit": "patient (paired)",
