@@ -142,3 +142,20 @@ def test_given_split_column(moco_features: Path, nih_dir: Path, tmp_path: Path) 
     jsonschema.validate(doc, SCHEMA)
     assert doc["protocol"]["folds"]["kind"] == "given-split"
     assert report.result("model").details["chosen"]["AP-vs-PA"] and "the given split (column 'split')" in report.markdown()
+
+
+def test_pseudonymised_extraction_joins_with_its_secret(artifacts, nih_csv: Path, nih_dir: Path, tmp_path: Path) -> None:
+    from radzoo.eval import read_extraction
+    from radzoo.extract import extract_features
+
+    secret = b"a-long-random-test-secret-0123456789"
+    data = read_labels(nih_csv, ["view:AP=AP-vs-PA"]).subset(range(12))
+    out = tmp_path / "pseudo"
+    extract_features(str(artifacts["moco"]), [str(p) for p in data.paths], out, quiet=True, workers=0,
+                     pseudonym_secret=secret)
+    table = read_extraction(out, data, pseudonym_secret=secret)
+    assert table.rows.tolist() == list(range(12)) and table.x.shape == (12, 512)
+    with pytest.raises(InputError, match="pseudonymised: pass the same secret"):
+        read_extraction(out, data)
+    with pytest.raises(InputError, match="different secret"):
+        read_extraction(out, data, pseudonym_secret=b"another-long-random-secret-987654")
