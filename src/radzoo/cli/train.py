@@ -8,6 +8,7 @@ when a run starts.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +78,23 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
     return out
 
 
+def _is_main_process() -> bool:
+    """Rank 0 under torchrun (or the only process): the one that prints and logs progress."""
+    from radzoo.training.distributed import launch_env
+
+    rank, _, _ = launch_env()
+    if rank != 0:
+        logging.getLogger("radzoo").setLevel(logging.WARNING)
+    return rank == 0
+
+
 def _train_mococxr(args: argparse.Namespace) -> int:
     from radzoo.training.hparams import resolve_config
     from radzoo.training.methods.mococxr_pretraining import checkpoint_dir, train_mococxr
 
+    main = _is_main_process()
     config = resolve_config(CONFIGS["mococxr"], args.config, _overrides(args))
     out = train_mococxr(config, args.data, args.out, resume=args.resume, overwrite=args.overwrite)
-    print(f"wrote {out} (resume state and resolved config in {checkpoint_dir(out)})")
+    if main:
+        print(f"wrote {out} (resume state, metrics and resolved config in {checkpoint_dir(out)})")
     return 0

@@ -31,7 +31,57 @@ def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's wordi
 
 
 @dataclass
-class MoCoCXRConfig:
+class RunConfig:
+    """How a run is executed, shared by every method: seeds, devices, processes, precision, logs.
+
+    These keys change nothing about the method itself; several of them (``device``, ``precision``,
+    ``num_workers``, ``max_steps``, logging and checkpoint frequency) may change when a run is
+    resumed. The number of processes is not a key: ``torchrun --nproc-per-node N`` sets it, and
+    ``batch_size`` is always the *global* batch, split evenly over the processes.
+    """
+
+    seed: int = _f(0, "seed for init, shuffling, augmentation and noise (same data order at any world size)")
+    device: str = _f(
+        "auto",
+        "auto | cpu | cuda | cuda:N; under torchrun, auto/cuda give each process cuda:<LOCAL_RANK>",
+    )
+    precision: str = _f(
+        "auto",
+        "32 | bf16 | fp16 | auto: bf16 autocast (CPU or GPU), fp16 autocast + GradScaler (GPU only); "
+        "auto = the paper's setting on a GPU, 32 on CPU",
+    )
+    dist_backend: str = _f("auto", "torch.distributed backend under torchrun: auto (nccl on GPU, gloo on CPU) | gloo | nccl")
+    num_workers: int = _f(0, "DataLoader worker processes per training process (0 = read in the training process)")
+    max_steps: int = _f(0, "stop after this many optimiser steps in total (0 = no limit; smoke runs)")
+    checkpoint_every: int = _f(1, "write a resume checkpoint every N epochs (0 = only at the end)")
+    checkpoint_every_steps: int = _f(0, "also write one every N optimiser steps, mid-epoch (0 = off)")
+    log_every: int = _f(10, "log the loss every N optimiser steps (metrics.jsonl gets every step)")
+    progress: bool = _f(True, "show a progress bar on the terminal (rank 0 only)")
+    sync_bn: bool = _f(False, "SyncBatchNorm across processes (GPUs only)")
+
+    method = "run"
+
+    def __post_init__(self) -> None:
+        from radzoo.training.precision import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.dist_backend not in ("auto", "gloo", "nccl"):
+            raise ConfigError(f"dist_backend: must be auto, gloo or nccl, got {self.dist_backend!r}")
+        for name in ("num_workers", "max_steps", "checkpoint_every", "checkpoint_every_steps", "log_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
+
+
+#: Keys of :class:`RunConfig` (plus ``epochs``) that may change when a run is resumed.
+RESUMABLE_KEYS = frozenset(
+    {"epochs", "device", "precision", "dist_backend", "num_workers", "max_steps", "log_every",
+     "checkpoint_every", "checkpoint_every_steps", "progress"}
+)
+
+
+@dataclass
+class MoCoCXRConfig(RunConfig):
     """MoCo v2 as MoCo-CXR ran it (METHODS 1.3-1.4; main_moco.py and the training scripts)."""
 
     arch: str = _f("resnet18", "trunk: resnet18 | resnet50 | densenet121 (zoo spec mococxr_<arch>)")
@@ -58,8 +108,8 @@ class MoCoCXRConfig:
     epochs: int = _f(20, "training epochs")
     batch_size: int = _f(
         24,
-        "images per step (24 default/generator script, 16 in r8w1n416); last "
-        "incomplete batch dropped",
+        "global images per step, split over the processes (24 default/generator script, 16 in "
+        "r8w1n416; one GPU under DDP); last incomplete batch dropped",
     )
     lr: float = _f(1e-4, "Adam learning rate (1e-4 for the released best runs)")
     beta1: float = _f(0.9, "Adam beta1")
@@ -79,20 +129,15 @@ class MoCoCXRConfig:
     accumulate: int = _f(
         1, "micro-batches per optimiser step (gradient accumulation; 1 = the paper)"
     )
-    seed: int = _f(0, "seed for init, shuffling, augmentation and queue init")
-    device: str = _f("auto", "auto | cpu | cuda | cuda:N")
-    num_workers: int = _f(0, "DataLoader worker processes (0 = read in the training process)")
-    max_steps: int = _f(
-        0, "stop after this many optimiser steps in total (0 = no limit; smoke runs)"
-    )
-    checkpoint_every: int = _f(1, "write a resume checkpoint every N epochs (0 = only at the end)")
-    log_every: int = _f(10, "log loss every N optimiser steps")
 
     method = "mococxr"
+    #: what precision=auto means on a GPU (the original trained in fp32)
+    paper_precision = "32"
 
     def __post_init__(self) -> None:
         from radzoo.zoo.registry import is_registered
 
+        super().__post_init__()
         self.schedule = tuple(int(v) for v in self.schedule)
         if not is_registered(f"mococxr_{self.arch}"):
             raise ConfigError(
@@ -107,14 +152,7 @@ class MoCoCXRConfig:
             raise ConfigError(f"moco_m: momentum must be in [0, 1], got {self.moco_m}")
         if not 0.0 <= self.flip_p <= 1.0:
             raise ConfigError(f"flip_p: must be in [0, 1], got {self.flip_p}")
-        for name in (
-            "weight_decay",
-            "rotation",
-            "num_workers",
-            "max_steps",
-            "checkpoint_every",
-            "log_every",
-        ):
+        for name in ("weight_decay", "rotation"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if list(self.schedule) != sorted(self.schedule):
