@@ -74,6 +74,24 @@ COMMANDS: dict[str, TrainCommand] = {
         ),
         overrides=_moco_overrides,
     ),
+    "lovt": TrainCommand(
+        help="LoVT image-report pretraining (global + local alignment)",
+        description="LoVT pretraining (ECCV 2022): global NT-Xent between images and reports plus local "
+        "intra-sample losses between regions and sentences. Defaults are LoVT_100's; override any key "
+        "with --key=value (text_preset=tiny / image_preset=tiny for smoke runs).",
+        train="radzoo.training.methods.lovt_pretraining:train_lovt",
+        data_help=_PAIRED_DATA,
+        options=(_VAL_DATA,),
+    ),
+    "prior": TrainCommand(
+        help="PRIOR image-report pretraining (three stages, sentence prototypes, reconstruction)",
+        description="PRIOR pretraining (ICCV 2023): stage 1 global + local alignment, stage 2 adds the "
+        "sentence prototype bank, stage 3 cross-modal reconstruction; a new optimiser and schedule per "
+        "stage. Defaults are train_prior.yaml's; override any key with --key=value.",
+        train="radzoo.training.methods.prior_pretraining:train_prior",
+        data_help=_PAIRED_DATA,
+        options=(_VAL_DATA,),
+    ),
 }
 
 

@@ -290,7 +290,7 @@ def parameter_digest(module: torch.nn.Module) -> str:
         t = p.detach().to("cpu").contiguous()
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 

@@ -46,15 +46,16 @@ def linear_warmup_cosine(
 
     Steps ``0 .. W-1`` rise linearly from ``warmup_start_lr`` to ``base_lr`` (reached at ``W - 1``);
     then ``eta_min + (base - eta_min) (1 + cos(pi (step - W) / (T - W))) / 2``. With ``W = 1`` the
-    original divides by zero; here the warm-up is then just the start rate at step 0.
+    original divides by zero; here the warm-up is then just the start rate at step 0. A phase no
+    longer than its warm-up (``T = W``) only warms up, as in the original.
     """
-    if total_steps <= warmup_steps:
-        raise ValueError(f"total steps ({total_steps}) must exceed the warm-up steps ({warmup_steps})")
+    if total_steps < warmup_steps:
+        raise ValueError(f"total steps ({total_steps}) must not be fewer than the warm-up steps ({warmup_steps})")
 
     def lr_at(step: int, epoch: int) -> float:
         if step < warmup_steps:
             return warmup_start_lr + step * (base_lr - warmup_start_lr) / max(1, warmup_steps - 1)
-        progress = (step - warmup_steps) / (total_steps - warmup_steps)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return eta_min + 0.5 * (base_lr - eta_min) * (1 + math.cos(math.pi * progress))
 
     return lr_at
