@@ -57,11 +57,17 @@ def derived_report(labels: list[str]) -> str:
 
 
 def write_derived_manifest(
-    nih_dir: str | Path, out_dir: str | Path, limit: int | None = None, val_fraction: float = 0.0, fmt: str = "csv"
+    nih_dir: str | Path,
+    out_dir: str | Path,
+    limit: int | None = None,
+    val_fraction: float = 0.0,
+    fmt: str = "csv",
+    val_rows: int = 0,
 ) -> Path:
     """Write ``pairs.<fmt>`` in ``out_dir`` (image paths relative to it) for the NIH images.
 
-    ``val_fraction`` of the patients (by a stable hash) get ``split=validate``, the rest ``train``.
+    ``val_fraction`` of the patients (by a stable hash), or the last ``val_rows`` rows, get
+    ``split=validate``; the rest ``train``.
     """
     nih_dir, out_dir = Path(nih_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -69,8 +75,9 @@ def write_derived_manifest(
         rows = list(csv.DictReader(fh))
     rows = rows[:limit] if limit else rows
     records = []
-    for r in rows:
+    for k, r in enumerate(rows):
         bucket = int(hashlib.sha256(r["patient_id"].encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        validate = k >= len(rows) - val_rows if val_rows else bucket < val_fraction
         records.append(
             {
                 "image": os.path.relpath(nih_dir / r["path"], out_dir),
@@ -78,7 +85,7 @@ def write_derived_manifest(
                 "patient_id": r["patient_id"],
                 "study_id": r["image_id"].removesuffix(".png"),
                 "view": r["view"],
-                "split": "validate" if bucket < val_fraction else "train",
+                "split": "validate" if validate else "train",
             }
         )
     path = out_dir / f"pairs.{fmt}"

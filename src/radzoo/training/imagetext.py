@@ -99,15 +99,26 @@ class TextSetup:
     info: dict[str, Any]
 
 
-def prepare_text(config: ImageTextConfig, run_dir: Path, reports: list[str]) -> TextSetup:
-    """Tokenizer + text config + initial text weights, identical on every rank (module docstring)."""
+def prepare_text(config: ImageTextConfig, run_dir: Path, reports: list[str], *, resume: bool) -> TextSetup:
+    """Tokenizer + text config + initial text weights, identical on every rank (module docstring).
+
+    A resumed run reuses the tokenizer its checkpoint was trained with; a new run replaces any
+    tokenizer a failed earlier attempt left in the run directory.
+    """
+    import shutil
+
+    from radzoo.training.resume import has_training_state
+
     init = resolve_text_init(config.text_init, preset_text_config(config.text_preset))
     tok_dir = run_dir / "tokenizer"
     error = None
     info: dict[str, Any] = {}
     if D.current_rank() == 0:
         try:
-            if (tok_dir / "tokenizer.json").is_file() or (tok_dir / "vocab.txt").is_file():
+            reuse = resume and has_training_state(run_dir)
+            if not reuse and tok_dir.exists():
+                shutil.rmtree(tok_dir)
+            if reuse and ((tok_dir / "tokenizer.json").is_file() or (tok_dir / "vocab.txt").is_file()):
                 tok = load_tokenizer_dir(tok_dir, config.lowercase)
                 info = {"source": "run directory (resumed)", "path": str(tok_dir), "vocab_size": len(tok), "lowercase": config.lowercase}
             else:

@@ -10,7 +10,9 @@ Two sources, as the training configs say:
   the same way.
 * no directory: a WordPiece vocabulary is trained on the training reports with the
   ``tokenizers`` library (BERT normalisation, lower case, the five BERT special tokens). The
-  model card says so.
+  model card says so. The library breaks frequency ties in hash order, so two trainings on the
+  same reports can differ slightly; to repeat a run exactly, pass the first run's
+  ``<out>.train/tokenizer`` as ``tokenizer``.
 
 Rank 0 prepares the tokenizer in the run directory; the other processes load that copy.
 """

@@ -207,7 +207,7 @@ def train_lovt(
 def _train(run: Run, config: LoVTConfig, data: str | os.PathLike[str], val_data: str | os.PathLike[str] | None) -> Path:
     seed_everything(config.seed)
     train, val = load_paired_data(data, val_data, requirements(config, min_tokens=config.min_tokens))
-    text = prepare_text(config, run.run_dir, [" ".join(s.report.sentences) for s in train.studies])
+    text = prepare_text(config, run.run_dir, [" ".join(s.report.sentences) for s in train.studies], resume=run.resume)
     net = build_net(config, text.text_config)
     notes = load_text_weights(net.text_backbone, text.init)
     state, image_from = image_trunk_state(config.init, TRUNKS[config.image_preset], 3)

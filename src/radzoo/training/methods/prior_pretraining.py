@@ -315,7 +315,7 @@ def _order(report: Any) -> list[str]:
 def _train(run: Run, config: PriorConfig, data: str | os.PathLike[str], val_data: str | os.PathLike[str] | None) -> Path:
     seed_everything(config.seed)
     train, val = load_paired_data(data, val_data, requirements(config, min_sentences=config.min_sentences))
-    text = prepare_text(config, run.run_dir, ["".join(_order(s.report)) for s in train.studies])
+    text = prepare_text(config, run.run_dir, ["".join(_order(s.report)) for s in train.studies], resume=run.resume)
     method = build(config, text.text_config)
     notes = load_text_weights(method.net.text_backbone, text.init)
     state, image_from = image_trunk_state(config.init, TRUNKS[config.image_preset], 1)
