@@ -109,6 +109,7 @@ class Settings:
     early_stop_min_delta: float = 0.0
     sync_bn: bool = False
     progress: bool = True
+    save_checkpoints: bool = True  # False: throwaway runs (benchmarks) write no resume state
 
 
 @dataclass
@@ -214,6 +215,8 @@ class Trainer:
     # ---- checkpoints ------------------------------------------------------------------------
     def _save(self, state: LoopState, optimizer: torch.optim.Optimizer) -> None:
         """Rank 0 writes; every rank learns whether it worked (no rank hangs on a failed write)."""
+        if not self.settings.save_checkpoints:
+            return
         error: str | None = None
         if self.ctx.is_main:
             try:
