@@ -227,3 +227,39 @@ def test_prior_image_reconstruction_l1():
     assert image_recon_l1(rec, image).item() == pytest.approx((0 + 3 + 12 + 15) / 4, abs=1e-12)
     same = torch.rand(1, 1, 3, 3, dtype=torch.float64)
     assert image_recon_l1(same, same).item() == 0.0
+
+
+def test_prior_global_loss_equals_the_original_per_rank_layout():
+    """prior.py global_alignment_loss at world size 2: each rank's image rows against ALL gathered
+    texts (labels offset by rank), averaged over ranks by DDP; radzoo's full-batch clip_loss over
+    the gathered batch is the same number (and, with the world-size-scaled local gradient, the
+    same gradient)."""
+    from radzoo.training.losses import clip_loss
+
+    img, txt = _rand(6, 4, seed=11), _rand(6, 4, seed=12)
+    scale = math.exp(math.log(1 / 0.01)) / 10  # a moderate scale keeps the numbers readable
+    img_n, txt_n = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
+    per_rank = []
+    for rank in range(2):
+        rows = slice(3 * rank, 3 * rank + 3)
+        labels = 3 * rank + torch.arange(3)
+        li = scale * img_n[rows] @ txt_n.t()
+        lt = scale * txt_n[rows] @ img_n.t()
+        per_rank.append((F.cross_entropy(li, labels) + F.cross_entropy(lt, labels)) / 2)
+    assert clip_loss(img, txt, scale).item() == pytest.approx(sum(per_rank).item() / 2, abs=1e-12)
+
+
+def test_prior_text_local_and_kl_equal_the_original_formulas():
+    s, v = _rand(5, 4, seed=13), _rand(5, 4, seed=14)
+    scale = 7.0
+    # prior.py text_local_loss_fn, transcribed
+    a, b = F.normalize(s, dim=-1, p=2), F.normalize(v, dim=-1, p=2)
+    lbl = torch.arange(5)
+    ref = (F.cross_entropy(scale * b @ a.t(), lbl) + F.cross_entropy(scale * a @ b.t(), lbl)) / 2
+    assert intra_report_info_nce(s, v, scale).item() == pytest.approx(ref.item(), abs=1e-12)
+    # spb.py cal_loss: KL(softmax(gt) || softmax(gen E^T)), batchmean, written out as sums
+    bank, gen, gt = _rand(6, 4, seed=15), _rand(5, 4, seed=16), _rand(5, 6, seed=17)
+    p = torch.softmax(gt, dim=-1)
+    q = torch.softmax(gen @ bank.t(), dim=-1)
+    expected = (p * (p.log() - q.log())).sum() / 5
+    assert prototype_kl(gen, bank, gt).item() == pytest.approx(expected.item(), abs=1e-12)

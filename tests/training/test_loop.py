@@ -176,6 +176,9 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path):
 
 
 def test_too_little_data_and_bad_accumulation_are_named(tmp_path):
+    two = D.DistContext(0, 2, 0, torch.device("cpu"), "gloo")  # as a rank of a 2-process run sees itself
+    with pytest.raises(InputError, match="batch_size 9 is the global batch and must be divisible by the world size 2"):
+        Trainer(PairMethod(), Pairs(40), _phases(), _settings(batch_size=9), two, Precision("32", CPU.device), tmp_path)
     with pytest.raises(InputError, match="only 5 training samples for the global batch_size 8"):
         Trainer(PairMethod(), Pairs(5), _phases(), _settings(), CPU, Precision("32", CPU.device), tmp_path)
     with pytest.raises(InputError, match="accumulate must be >= 1"):

@@ -40,7 +40,8 @@ def _reference_scores(model, images: list[Path]) -> np.ndarray:
     sd = {k: v.detach().double() for k, v in net.state_dict().items()}
     heads = model.spec.arch_args["pool_heads"]
     length = model.spec.text["max_length"]
-    tok = BertTokenizer(str(model.assets["tokenizer"] / "vocab.txt"), do_lower_case=False)
+    # the originals lower-cased prompts (Bio_ClinicalBERT Hub default, METHODS 0.6)
+    tok = BertTokenizer(str(model.assets["tokenizer"] / "vocab.txt"), do_lower_case=True)
     prompts = [f"{c} is observed" for c in CHEXPERT5]
 
     def linear(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -60,7 +61,7 @@ def _reference_scores(model, images: list[Path]) -> np.ndarray:
         g = _mha_token0(torch.stack([q, q]), sd, "text_pool.", heads)  # [mean of {q}, q]
         q_txt.append(q)
         g_txt.append(g)
-    scale = math.exp(float(sd["logit_scale"]))
+    scale = float(sd["logit_scale"])  # the RAW parameter, as the original zero-shot code (METHODS 3.5)
     batch = model.prepare(images)
     with torch.no_grad():
         trunk = net.image_backbone

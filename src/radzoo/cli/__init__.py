@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "radzoo.cli.convert",
     "radzoo.cli.export_verify",
     "radzoo.cli.zeroshot",
+    "radzoo.cli.eval",
     "radzoo.cli.ct",
     "radzoo.cli.extract",
     "radzoo.cli.train",

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from radzoo.cli.model_options import add_model_options
+from radzoo.cli.pacs_options import add_pacs_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,11 +18,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "OUT/embeddings/*.parquet (one row per image), OUT/errors/*.parquet and OUT/manifest.json. "
             "Rerun the same command to resume. CT models (graph-CT) take NIfTI/MHA/NRRD files, DICOM series "
             "folders and .zip files of one series: one row per volume/series (subject embedding + QA columns), "
-            "processed one at a time in this process. Exit codes: 0 all done, 3 some inputs failed "
+            "processed one at a time in this process. INPUT may instead be one DICOMweb URL "
+            "(http://pacs:8042/dicom-web[/studies/UID...]) with QIDO filters: instances are fetched with WADO-RS "
+            "and keyed by Study/Series/SOP Instance UID. Exit codes: 0 all done, 3 some inputs failed "
             "(see the errors table), 1 the run could not proceed."
         ),
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders, globs or @list.txt (one path per line)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="files, folders, globs or @list.txt (one path per line); or one DICOMweb URL")
     p.add_argument("--out", required=True, help="output folder (created; reused to resume)")
     add_model_options(p, threads=True)
     p.add_argument("--output", default=None,
@@ -41,16 +45,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--segmenter", default="auto", choices=("auto", "threshold", "lungmask"),
                    help="lung segmenter for CT models (auto: lungmask when installed, else threshold)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar (for logs)")
+    add_pacs_options(p)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from radzoo.cli.pacs_options import check_no_pacs_filters, dicomweb_source
     from radzoo.extract.api import extract_features
     from radzoo.extract.pseudonym import read_secret
+    from radzoo.pacs import is_dicomweb_url
 
+    inputs = args.inputs
+    if any(is_dicomweb_url(i) for i in inputs):
+        if len(inputs) > 1:
+            from radzoo.errors import InputError
+
+            raise InputError("a DICOMweb URL must be the only INPUT (select with --study/--series/--modality/--since)")
+        inputs = dicomweb_source(args, inputs[0])
+    else:
+        check_no_pacs_filters(args)
     result = extract_features(
         args.model,
-        args.inputs,
+        inputs,
         args.out,
         output=args.output,
         random_weights=args.random_weights,

@@ -1,46 +1,32 @@
-"""``radzoo eval zero-shot`` and ``radzoo ground``: zero-shot metrics and grounding overlays."""
+"""``radzoo zero-shot`` and ``radzoo ground``: zero-shot labels (optionally as DICOM SR) and grounding
+overlays (optionally as DICOM Parametric Maps). Zero-shot *evaluation* is ``radzoo eval zero-shot``
+(``radzoo.cli.eval``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from radzoo.cli.model_options import add_model_options, open_model
+from radzoo.cli.pacs_options import add_pacs_options
 from radzoo.errors import InputError
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("eval", help="evaluate a model on labelled data")
-    tasks = p.add_subparsers(dest="task", metavar="TASK")
-    p.set_defaults(func=lambda _args: _missing_task(p))
-    z = tasks.add_parser(
-        "zero-shot",
-        help="zero-shot accuracy / macro-AUROC / macro-F1 of an image-text model on a labelled folder",
-    )
-    add_model_options(z, runtime=False)
-    z.add_argument(
-        "--labels-csv", required=True, type=Path,
-        help="CSV with a 'path' column and one 0/1 column per label, or PRIOR's chexpert_5x200.json",
-    )
-    z.add_argument("--image-root", type=Path, help="folder that relative image paths start from (default: the label file's folder)")
-    z.add_argument("--labels", nargs="+", metavar="COL[=NAME]",
-                   help="label columns to use, optionally renamed for the prompts (e.g. 'Effusion=Pleural Effusion')")
-    z.add_argument("--mode", choices=["single-label", "multi-label"], default="single-label")
-    z.add_argument("--prompts", help="a prompt set stored in the model (NAME or NAME@VERSION) or a template with {label}")
-    z.add_argument("--limit", type=int, help="evaluate only the first N images")
-    z.add_argument("--out", type=Path, help="also write the metrics as JSON here")
-    z.add_argument("--batch-size", type=int, default=16)
-    z.set_defaults(func=_eval_zero_shot)
+    register_classify(sub)
 
     g = sub.add_parser("ground", help="render where an image-text model finds a text in an image")
-    g.add_argument("image", type=Path, help="chest X-ray (DICOM/PNG/JPEG)")
+    g.add_argument("image", help="chest X-ray (DICOM/PNG/JPEG), or a DICOMweb instance URL "
+                                 "(http://pacs/dicom-web/studies/S/series/R/instances/I)")
     g.add_argument("text", help='the text, e.g. "Pleural Effusion is observed"')
     add_model_options(g, runtime=False)
-    g.add_argument("--out", required=True, type=Path, help="overlay image (.png, .jpg, .pdf, .svg)")
+    g.add_argument("--out", type=Path, help="overlay image (.png, .jpg, .pdf, .svg)")
+    g.add_argument("--dicom-pmap", type=Path, metavar="OUT_DIR",
+                   help="also write the heatmap as a DICOM Parametric Map (float32, real-world value mapping) "
+                        "into OUT_DIR; the image must be DICOM")
     g.add_argument("--heatmap", type=Path, help="also save the heatmap (image-sized float32) as .npy")
     g.add_argument(
         "--method",
@@ -48,49 +34,8 @@ def register(sub: Any) -> None:
         default="auto",
         help="PRIOR: gradcam (default, spatial) or tokens (the literal 7x7 token-vs-prompt map)",
     )
+    add_pacs_options(g, stow=True)
     g.set_defaults(func=_ground)
-
-
-def _missing_task(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
-
-
-def _fmt(x: float) -> str:
-    return "n/a" if isinstance(x, float) and math.isnan(x) else f"{x:.4f}"
-
-
-def _eval_zero_shot(args: argparse.Namespace) -> int:
-    from radzoo.zeroshot.evaluate import LabelledSet, evaluate, parse_label_spec, read_labels
-
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
-    data = read_labels(args.labels_csv, args.image_root, parse_label_spec(args.labels))
-    if args.limit is not None:
-        if args.limit < 1:
-            raise InputError(f"--limit must be >= 1, got {args.limit}")
-        data = LabelledSet(data.paths[: args.limit], data.labels, data.y[: args.limit])
-    model = open_model(args, runtime="torch")  # prompt scoring and Grad-CAM run the torch towers
-    if model.random_init:
-        print(f"note: {model.name} has RANDOM weights; the metrics carry no meaning", file=sys.stderr)
-    metrics = evaluate(model, data, mode=args.mode, prompts=args.prompts, batch_size=args.batch_size)
-    print(f"{model.name}: zero-shot {metrics.mode} on {metrics.n_images} images, labels {', '.join(metrics.labels)}")
-    print(f"accuracy {_fmt(metrics.accuracy)}  macro-AUROC {_fmt(metrics.macro_auroc)}  macro-F1 {_fmt(metrics.macro_f1)}")
-    for lab, row in metrics.per_label.items():
-        print(f"  {lab:<24} AUROC {_fmt(row['auroc'])}  F1 {_fmt(row['f1'])}  positives {row['positives']}")
-    for note in metrics.notes:
-        print(f"note: {note}", file=sys.stderr)
-    for s in metrics.skipped:
-        print(f"skipped {s['path']}: {s['error']}", file=sys.stderr)
-    if args.out:
-        payload = {"model": model.name, "random_weights": model.random_init, **metrics.to_dict()}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(payload, indent=2, default=_json_nan))
-    return 0
-
-
-def _json_nan(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else str(value)
 
 
 def _ground(args: argparse.Namespace) -> int:
@@ -99,18 +44,175 @@ def _ground(args: argparse.Namespace) -> int:
     from radzoo.zeroshot.grounding import ground
     from radzoo.zeroshot.overlay import SUFFIXES, render_overlay
 
-    if args.out.suffix.lower() not in SUFFIXES:
+    if args.out is None and args.dicom_pmap is None and args.heatmap is None:
+        raise InputError("say what to write: --out overlay.png, --dicom-pmap OUT_DIR and/or --heatmap map.npy")
+    if args.out is not None and args.out.suffix.lower() not in SUFFIXES:
         raise InputError(f"--out must end in one of {', '.join(SUFFIXES)}, got {args.out.name!r}")
-    if not args.image.is_file():
-        raise InputError(f"image {args.image} does not exist")
+    if args.stow and args.dicom_pmap is None:
+        raise InputError("--stow sends the DICOM results: add --dicom-pmap OUT_DIR")
+    name, image = _one_image(args)
     model = open_model(args, runtime="torch")  # prompt scoring and Grad-CAM run the torch towers
-    result = ground(model, args.image, args.text, method=args.method)
-    title = args.text + ("  [random weights]" if model.random_init else "")
-    render_overlay(result.pixels, result.heatmap, title, args.out)
+    result = ground(model, image, args.text, method=args.method)
     for note in result.truncated:
         print(f"note: {note}", file=sys.stderr)
+    size = f"map {result.grid.shape[0]}x{result.grid.shape[1]} -> {result.heatmap.shape[0]}x{result.heatmap.shape[1]}"
+    if args.out is not None:
+        title = args.text + ("  [random weights]" if model.random_init else "")
+        render_overlay(result.pixels, result.heatmap, title, args.out)
+        print(f"wrote {args.out} ({result.method}, {size})")
     if args.heatmap:
         args.heatmap.parent.mkdir(parents=True, exist_ok=True)
         np.save(args.heatmap, result.heatmap)
-    print(f"wrote {args.out} ({result.method}, map {result.grid.shape[0]}x{result.grid.shape[1]} -> {result.heatmap.shape[0]}x{result.heatmap.shape[1]})")
+    if args.dicom_pmap is not None:
+        from radzoo.dicom_out import grounding_pmap, write_dicom
+
+        written = write_dicom(grounding_pmap(result, image, model, label=name), args.dicom_pmap)
+        print(f"wrote {written} (DICOM Parametric Map, {result.method}, {size})")
+        if args.stow:
+            return _stow(args, [written])
     return 0
+
+
+def _one_image(args: argparse.Namespace) -> tuple[str, Any]:
+    """(name, path or bytes) of ``radzoo ground``'s image: a file or one DICOMweb instance."""
+    from radzoo.cli.pacs_options import check_no_pacs_filters, dicomweb_source, has_pacs_filters
+    from radzoo.pacs import InstanceRef, fetch_instance, is_dicomweb_url
+
+    if not is_dicomweb_url(args.image):
+        check_no_pacs_filters(args)
+        path = Path(args.image)
+        if not path.is_file():
+            raise InputError(f"image {path} does not exist")
+        return str(path), path
+    if has_pacs_filters(args):
+        raise InputError("radzoo ground takes one instance: name it in the URL (.../studies/S/series/R/instances/I)")
+    source = dicomweb_source(args, args.image)
+    t = source.target
+    if not t.instance:
+        raise InputError("radzoo ground takes one DICOMweb instance: the URL must end in /studies/S/series/R/instances/I")
+    ref = InstanceRef(t.study or "", t.series or "", t.instance)
+    return ref.key, fetch_instance(source.connection, ref)
+
+
+def _stow(args: argparse.Namespace, files: list[Path]) -> int:
+    """STOW-RS the written results with the PACS credentials; the PACS's refusal reasons on failure."""
+    from radzoo.pacs import read_auth, stow
+
+    result = stow(files, args.stow, auth=read_auth(args.pacs_auth_file), timeout=args.pacs_timeout,
+                  retries=args.pacs_retries)
+    print(f"stored {len(result.stored)} of {len(files)} DICOM result(s) at {args.stow} (STOW-RS)")
+    return 0
+
+
+# ---- radzoo zero-shot ----------------------------------------------------------------------
+
+
+def register_classify(sub: Any) -> None:
+    z = sub.add_parser(
+        "zero-shot",
+        help="label images with an image-text model's prompts (optionally as DICOM SR, TID 1500)",
+        description=(
+            "Per-image, per-label zero-shot probabilities of an image-text model (PRIOR, LoVT). IMAGES are DICOM/PNG/JPEG "
+            "files or folders, or one DICOMweb URL with QIDO filters. --dicom-sr writes one Comprehensive 3D SR "
+            "(TID 1500 Measurement Report: one finding per label with its probability) per DICOM image; --stow "
+            "sends them to a PACS. Exit codes: 0 all done, 1 some images (or the STOW) failed."
+        ),
+    )
+    z.add_argument("images", nargs="+", metavar="IMAGE", help="DICOM/PNG/JPEG files, folders or globs; or one DICOMweb URL")
+    add_model_options(z, runtime=False)
+    z.add_argument("--labels", nargs="+", metavar="LABEL", help="labels to score (default: the prompt set's classes)")
+    z.add_argument("--prompts", help="a prompt set stored in the model (NAME or NAME@VERSION) or a template with {label}")
+    z.add_argument("--mode", choices=["single-label", "multi-label"], default=None,
+                   help="softmax over the labels, or each label against its negative prompts (default: the prompt set's)")
+    z.add_argument("--batch-size", type=int, default=16)
+    z.add_argument("--out", type=Path, help="also write the probabilities as JSON")
+    z.add_argument("--dicom-sr", type=Path, metavar="OUT_DIR", help="write one DICOM SR (TID 1500) per DICOM image here")
+    add_pacs_options(z, stow=True)
+    z.set_defaults(func=_zero_shot)
+
+
+def _inputs(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """(name, path | bytes | error) per image: files and folders, or a DICOMweb selection."""
+    from radzoo.cli.pacs_options import check_no_pacs_filters, dicomweb_items
+    from radzoo.cli.zoo import expand_inputs
+
+    items = dicomweb_items(args, args.images)
+    if items is not None:
+        return items
+    check_no_pacs_filters(args)
+    return [(str(p), p) for p in expand_inputs(args.images)]
+
+
+def _zero_shot(args: argparse.Namespace) -> int:
+    from radzoo.errors import RadzooError
+    from radzoo.io import read_image
+    from radzoo.zoo.pixels import check_modality
+
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.stow and args.dicom_sr is None:
+        raise InputError("--stow sends the DICOM results: add --dicom-sr OUT_DIR")
+    items = _inputs(args)
+    model = open_model(args, runtime="torch")
+    model.spec.require("zero_shot", "zero-shot labels")
+    failed: list[tuple[str, str]] = []
+    good: list[tuple[str, Any, Any]] = []  # (name, source, decoded image)
+    for name, item in items:
+        try:
+            if isinstance(item, BaseException):
+                raise item
+            image = read_image(item)
+            check_modality(image, model.spec.modality, name)
+            good.append((name, item, image))
+        except RadzooError as exc:
+            failed.append((name, str(exc)))
+            print(f"skipped {name}: {exc}", file=sys.stderr)
+    if not good:
+        raise InputError(f"none of the {len(items)} images could be read")
+    result = model.zero_shot([g[2] for g in good], args.labels, args.prompts, mode=args.mode, batch_size=args.batch_size)
+    for (name, _, _), row in zip(good, result.probabilities, strict=True):
+        ranked = sorted(zip(result.labels, row, strict=True), key=lambda x: -x[1])
+        print(name + "\t" + "  ".join(f"{lab} {p:.3f}" for lab, p in ranked))
+    for note in result.truncated:
+        print(f"note: {note}", file=sys.stderr)
+    written: list[Path] = []
+    if args.dicom_sr is not None:
+        written = _write_srs(args.dicom_sr, model, result, good, failed)
+    if args.out:
+        payload = {"model": model.name, "random_weights": model.random_init, "prompt_set": result.prompt_set,
+                   "mode": result.mode, "labels": result.labels,
+                   "items": [{"image": n, "probabilities": dict(zip(result.labels, map(float, row), strict=True))}
+                             for (n, _, _), row in zip(good, result.probabilities, strict=True)],
+                   "errors": [{"image": n, "error": e} for n, e in failed]}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_name(args.out.name + ".tmp")
+        tmp.write_text(json.dumps(payload, indent=2))
+        tmp.replace(args.out)
+    status = 1 if failed else 0
+    if args.stow and written:
+        status = max(status, _stow(args, written))
+    return status
+
+
+def _write_srs(out_dir: Path, model: Any, result: Any, good: list[tuple[str, Any, Any]],
+               failed: list[tuple[str, str]]) -> list[Path]:
+    """One SR per DICOM image, in one new series per study; non-DICOM images are failures here."""
+    from radzoo.dicom_out import SeriesPlan, read_source, write_dicom, zero_shot_sr
+    from radzoo.errors import RadzooError
+
+    plan = SeriesPlan()
+    written = []
+    for index, (name, source, image) in enumerate(good):
+        try:
+            if image.format != "dicom":
+                raise InputError(f"{name}: a {image.format.upper()} image has no DICOM header; --dicom-sr needs DICOM images")
+            header = read_source(source, name)
+            series, number = plan.next(str(header.StudyInstanceUID), "sr")
+            sr = zero_shot_sr(result, header, model, index=index, series_instance_uid=series, instance_number=number,
+                              label=name)
+            written.append(write_dicom(sr, out_dir))
+        except RadzooError as exc:
+            failed.append((name, str(exc)))
+            print(f"no SR for {name}: {exc}", file=sys.stderr)
+    print(f"wrote {len(written)} DICOM SR(s) (TID 1500) to {out_dir}", file=sys.stderr)
+    return written

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from radzoo.cli.model_options import add_model_options, open_model
+from radzoo.cli.pacs_options import add_pacs_options
 from radzoo.errors import InputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ""}
@@ -35,11 +36,14 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_build)
 
     p = sub.add_parser("embed", help="embed chest X-ray images (DICOM/PNG/JPEG) into a .npy/.csv/.json file")
-    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("inputs", nargs="+",
+                   help="image files, folders or glob patterns; or one DICOMweb URL (rows named by their "
+                        "WADO-RS path studies/S/series/R/instances/I)")
     p.add_argument("--out", required=True, type=Path, help="output file: .npy, .csv or .json")
     p.add_argument("--output", help="named output (default: the model's default output)")
     add_model_options(p)
     p.add_argument("--batch-size", type=int, default=8)
+    add_pacs_options(p)
     p.set_defaults(func=_embed)
 
 
@@ -110,22 +114,30 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
 def _embed(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from radzoo.cli.pacs_options import check_no_pacs_filters, dicomweb_items
     from radzoo.errors import RadzooError
 
     if args.out.suffix.lower() not in (".npy", ".csv", ".json"):
         raise InputError(f"--out must end in .npy, .csv or .json, got {args.out.name!r}")
-    paths = expand_inputs(args.inputs)
+    pacs = dicomweb_items(args, args.inputs)
+    if pacs is None:
+        check_no_pacs_filters(args)
+        items = [(str(p), p) for p in expand_inputs(args.inputs)]
+    else:
+        items = pacs
     model = open_model(args)
     rows, names, failed = [], [], []
-    for path in paths:
+    for name, item in items:
         try:
-            rows.append(model.embed([path], output=args.output)[0])
-            names.append(str(path))
+            if isinstance(item, BaseException):
+                raise item
+            rows.append(model.embed([item], output=args.output)[0])
+            names.append(name)
         except RadzooError as exc:
-            failed.append((str(path), str(exc)))
-            print(f"skipped {path}: {exc}", file=sys.stderr)
+            failed.append((name, str(exc)))
+            print(f"skipped {name}: {exc}", file=sys.stderr)
     if not rows:
-        raise InputError(f"none of the {len(paths)} inputs could be embedded")
+        raise InputError(f"none of the {len(items)} inputs could be embedded")
     emb = np.stack(rows).astype(np.float32)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
@@ -146,6 +158,6 @@ def _embed(args: argparse.Namespace) -> int:
                    "errors": [{"path": p, "error": e} for p, e in failed]}
         tmp.write_text(json.dumps(payload))
     tmp.replace(args.out)
-    print(f"embedded {len(rows)}/{len(paths)} images with {model.name} "
+    print(f"embedded {len(rows)}/{len(items)} images with {model.name} "
           f"({model.resolve_output(args.output)}, dim {emb.shape[1]}) -> {args.out}")
     return 1 if failed else 0

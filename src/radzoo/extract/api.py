@@ -19,6 +19,7 @@ from radzoo.extract.discovery import discover
 from radzoo.extract.pseudonym import Pseudonymizer
 from radzoo.extract.session import Counts, Session
 from radzoo.extract.state import identity_of
+from radzoo.pacs import DicomwebSource, is_dicomweb_url
 from radzoo.resolve import load, spec_of
 
 ENGINES = ("local", "ray")
@@ -46,7 +47,7 @@ class ExtractResult:
 
 def extract_features(
     model: Any,
-    inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] | DicomwebSource,
     out: str | os.PathLike[str],
     *,
     output: str | None = None,
@@ -72,7 +73,12 @@ def extract_features(
 
     ``model``: a zoo name or artifact folder, opened by ``radzoo.load`` (with ``runtime``,
     ``device``, ``threads`` and ``random_weights``: a registry name built with random weights,
-    which the manifest says), or an already loaded model (local engine). ``inputs``: files, folders (recursive), globs, ``@list.txt``.
+    which the manifest says), or an already loaded model (local engine). ``inputs``: files, folders (recursive), globs, ``@list.txt``;
+    or a PACS: a ``radzoo.pacs.DicomwebSource`` (QIDO filters, credentials, concurrency) or a
+    DICOMweb URL (``http://pacs:8042/dicom-web[/studies/UID...]``, credentials from
+    ``$RADZOO_PACS_AUTH``). PACS rows are keyed by their WADO-RS path ``studies/S/series/R/instances/I``
+    and resume on those UIDs; fetching runs in the source's bounded thread pool (``workers`` does
+    not apply).
     ``workers``: decode processes; 0 decodes inline. Default: on a GPU, one per spare core (up to
     8); on CPU, inline on machines of up to 4 cores (a decode process there takes a core from
     inference: ``benchmarks/bench_extract.py`` measured 0.85x of model-only throughput inline vs
@@ -110,7 +116,16 @@ def extract_features(
     if address is not None and engine != "ray":
         raise InputError("address applies to engine='ray' only")
 
+    pacs = _dicomweb_input(inputs)
+    if pacs is not None and engine != "local":
+        raise InputError("DICOMweb inputs run on engine='local' (a bounded pool of fetch threads); "
+                         "engine='ray' reads files only")
+    if pacs is not None and user_workers:
+        log.warning("radzoo extract: --workers=%d does not apply to a DICOMweb input: instances are fetched and "
+                    "decoded in %d threads (--pacs-concurrency)", user_workers, pacs.concurrency)
     if isinstance(model, (str, os.PathLike)):
+        if pacs is not None and "ct" in spec_of(model)[0].capabilities:
+            _refuse_dicomweb_for_ct()
         if engine == "ray" and "ct" in spec_of(model)[0].capabilities:
             _refuse_ray_for_ct()  # before any weights are read
         zmodel = load(model, random_weights=random_weights, seed=seed, runtime=runtime, device=device,
@@ -120,6 +135,8 @@ def extract_features(
             raise InputError("engine='ray' needs a model name or artifact folder: Ray actors load their own copy")
         zmodel = model
     volumes = "ct" in zmodel.capabilities
+    if volumes and pacs is not None:
+        _refuse_dicomweb_for_ct()
     if volumes:
         _check_ct_options(zmodel, engine, user_workers, segmenter)
     else:
@@ -131,15 +148,22 @@ def extract_features(
 
         ident = dataclasses.replace(ident, dim=ct_output_dim(zmodel, ident.output))
         found = discover_volumes(inputs, files_from)
+    elif pacs is not None:
+        from radzoo.extract.dicomweb_engine import discover_dicomweb
+
+        if files_from:
+            raise InputError("files_from lists files; it cannot be combined with a DICOMweb input")
+        found = discover_dicomweb(pacs)
     else:
         found = discover(inputs, files_from)
     options = {
         "model": os.fspath(model) if isinstance(model, (str, os.PathLike)) else zmodel.name,
         "output": ident.output,
         "random_weights": ident.random_weights,
-        "inputs": [os.fspath(i) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)],
+        "inputs": [pacs.url] if pacs is not None else
+                  [os.fspath(i) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)],
         "batch_size": batch_size,
-        "workers": None if volumes else workers,
+        "workers": None if volumes or pacs is not None else workers,
         "threads": threads,
         "runtime": zmodel.runtime.name,
         "runtime_reason": getattr(zmodel.runtime, "reason", ""),
@@ -152,6 +176,12 @@ def extract_features(
     if volumes:
         options["segmenter"] = segmenter
         options["batch_size"] = None
+    if pacs is not None:
+        f = pacs.filters
+        options["dicomweb"] = {"studies": len(f.studies), "series": len(f.series), "modalities": list(f.modalities),
+                               "since": f.since, "concurrency": pacs.concurrency,
+                               "retries": pacs.connection.retries, "timeout": pacs.connection.timeout,
+                               "authentication": pacs.connection.auth.scheme if pacs.connection.auth else None}
     if pseudonym_secret is not None:
         options["inputs"] = ["<pseudonymized>"]
     session = Session(
@@ -172,6 +202,10 @@ def extract_features(
             from radzoo.extract.local import run_volumes
 
             run_volumes(session, zmodel, todo, segmenter=segmenter)
+        elif pacs is not None:
+            from radzoo.extract.dicomweb_engine import run_dicomweb
+
+            run_dicomweb(session, zmodel, todo, source=pacs, batch_size=batch_size)
         elif engine == "local":
             run_local(session, zmodel, todo, batch_size=batch_size, workers=workers)
         else:
@@ -199,6 +233,26 @@ def default_workers(cores: int, device: Any = None) -> int:
     if resolve_device(device).type == "cuda":
         return max(1, min(cores - 1, 8))
     return 0 if cores <= 4 else min(cores // 4, 8)
+
+
+def _dicomweb_input(inputs: Any) -> DicomwebSource | None:
+    """The PACS behind ``inputs`` (a ``DicomwebSource`` or one DICOMweb URL), or None for files."""
+    if isinstance(inputs, DicomwebSource):
+        return inputs
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    urls = [i for i in items if is_dicomweb_url(i)]
+    if not urls:
+        return None
+    if len(items) > 1:
+        raise InputError("a DICOMweb URL must be the only input of a run (use --study/--series/--modality to select)")
+    return DicomwebSource.from_url(urls[0])
+
+
+def _refuse_dicomweb_for_ct() -> None:
+    raise CapabilityError(
+        "CT models read whole series; reading CT series over DICOMweb is not supported in this version: "
+        "export the series to a folder (or .zip) and extract from there"
+    )
 
 
 def _refuse_ray_for_ct() -> None:

@@ -25,7 +25,10 @@ class InputItem:
 
     ``kind``: ``"file"`` (a 2D image file), ``"volume"`` (one-file CT volume: NIfTI, MHA/NRRD,
     zipped series), ``"series"`` (a folder of DICOM slices: ``members`` lists them; size is their
-    sum, mtime the newest of them and the folder) or ``"other"`` (not a volume; CT runs only).
+    sum, mtime the newest of them and the folder), ``"other"`` (not a volume; CT runs only) or
+    ``"instance"`` (a DICOMweb instance: ``path`` is its WADO-RS path
+    ``studies/S/series/R/instances/I``, ``uids`` (study, series, SOP instance), size and mtime 0;
+    an instance is immutable, so its UIDs alone decide resume).
     """
 
     path: str
@@ -34,6 +37,8 @@ class InputItem:
     from_walk: bool = False
     kind: str = "file"
     members: tuple[str, ...] = ()
+    uids: tuple[str, ...] = ()
+    sop_class_uid: str = ""
 
 
 @dataclass(frozen=True)

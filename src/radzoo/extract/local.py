@@ -62,7 +62,7 @@ def run_local(session: Session, model: Any, items: list[InputItem], *, batch_siz
     modality = model.spec.modality
     if workers == 0:
         for chunk in _chunks(items, batch_size):
-            _consume(session, model, output, prepare_many(chunk, preprocess, modality))
+            consume(session, model, output, prepare_many(chunk, preprocess, modality))
         return
     window = 2 * workers
     ctx = mp.get_context("spawn")  # never fork a process that holds torch/OpenMP threads
@@ -74,9 +74,9 @@ def run_local(session: Session, model: Any, items: list[InputItem], *, batch_siz
             for chunk in chunks:
                 pending.append(pool.submit(_work, chunk))
                 if len(pending) >= window:
-                    _consume(session, model, output, pending.popleft().result())
+                    consume(session, model, output, pending.popleft().result())
             while pending:
-                _consume(session, model, output, pending.popleft().result())
+                consume(session, model, output, pending.popleft().result())
         except BrokenProcessPool as exc:
             raise ExtractError(
                 "a decode worker process died (killed, out of memory or a crashing decoder); rows committed "
@@ -88,7 +88,8 @@ def run_local(session: Session, model: Any, items: list[InputItem], *, batch_siz
             raise
 
 
-def _consume(session: Session, model: Any, output: str, results: list[Prepared | Failure]) -> None:
+def consume(session: Session, model: Any, output: str, results: list[Prepared | Failure]) -> None:
+    """Embed the prepared items of one batch (skipping those already done) and record everything."""
     prepared = [r for r in results if isinstance(r, Prepared)]
     failures = [r for r in results if isinstance(r, Failure)]
     fresh = session.accept(prepared)

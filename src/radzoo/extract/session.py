@@ -77,9 +77,11 @@ class Session:
         todo = []
         for item in items:
             key = self.stored(item.path)
-            if self.state.unchanged_done(key, item.size, item.mtime_ns):
+            by_key = item.kind == "instance"  # DICOMweb: the UIDs decide, nothing is transferred
+            if self.state.key_done(key) if by_key else self.state.unchanged_done(key, item.size, item.mtime_ns):
                 self.counts.already_done += 1
-            elif (before := self.state.failed_before(key, item.size, item.mtime_ns)) == "skipped":
+            elif (before := (self.state.key_failed_before(key) if by_key
+                             else self.state.failed_before(key, item.size, item.mtime_ns))) == "skipped":
                 self.counts.not_images += 1  # a non-image stays a non-image: never retried
             elif before == "failed" and not self.retry_failed:
                 self.counts.previously_failed += 1

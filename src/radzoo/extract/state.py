@@ -3,7 +3,9 @@
 A row is done when the output holds an embedding for the same input path and file sha256 under
 the same model name, weights revision, preprocessing digest and output head. Inputs whose size
 and mtime are unchanged since their row was written are skipped without re-hashing; anything
-else is hashed by the workers and checked again before inference.
+else is hashed by the workers and checked again before inference. DICOMweb instances are keyed by
+their WADO-RS path (made of their UIDs) alone: a SOP Instance UID names one immutable object, so
+a done (or failed) instance is skipped without being transferred again.
 """
 
 from __future__ import annotations
@@ -41,15 +43,25 @@ def weights_digest(net: Any) -> str:
     return h.hexdigest()[:12]
 
 
-def identity_of(model: Any, output: str | None) -> ModelIdentity:
-    """The identity of a ``ZooModel`` for one output head."""
-    name = model.resolve_output(output)
+def model_revision(model: Any) -> str:
+    """The weights revision written into every row (and into radzoo's DICOM results, so the two
+    join): the artifact's weights sha256 prefix, else a digest of the loaded state dict."""
+    cached = model._cache.get("radzoo.model_revision")
+    if cached is not None:
+        return cached
     revision = model.revision
     if revision in ("", "unknown") or "sha256" not in model.config.get("weights", {}):
         revision = weights_digest(model.net)
+    model._cache["radzoo.model_revision"] = revision
+    return revision
+
+
+def identity_of(model: Any, output: str | None) -> ModelIdentity:
+    """The identity of a ``ZooModel`` for one output head."""
+    name = model.resolve_output(output)
     return ModelIdentity(
         model=model.name,
-        revision=revision,
+        revision=model_revision(model),
         preprocess=model.spec.preprocess.digest(),
         output=name,
         dim=int(model.spec.outputs[name]),
@@ -71,7 +83,7 @@ class ResumeState:
 
     done: set[tuple[str, str]]  # (stored path, stored sha256)
     done_stat: dict[str, tuple[int, int, str]]  # stored path -> (size, mtime_ns, stored sha256)
-    failed_stat: dict[str, tuple[int, int, bool]]  # stored path -> (size, mtime_ns, skipped) at failure time
+    failed_stat: dict[str, tuple[int | None, int | None, bool]]  # stored path -> (size, mtime_ns, skipped) at failure
 
     @property
     def rows(self) -> int:
@@ -84,6 +96,17 @@ class ResumeState:
         """Done and untouched since: skip without reading the file."""
         stat = self.done_stat.get(path)
         return stat is not None and stat[0] == size and stat[1] == mtime_ns
+
+    def key_done(self, path: str) -> bool:
+        """DICOMweb instances: a row exists for this key (its UIDs), whatever its bytes hashed to."""
+        return path in self.done_stat
+
+    def key_failed_before(self, path: str) -> str | None:
+        """DICOMweb instances: ``"failed"`` / ``"skipped"`` when the key failed (or was skipped) before."""
+        stat = self.failed_stat.get(path)
+        if stat is None or path in self.done_stat:
+            return None
+        return "skipped" if stat[2] else "failed"
 
     def failed_before(self, path: str, size: int, mtime_ns: int) -> str | None:
         """``"failed"`` / ``"skipped"`` when the input failed (or was skipped as a non-image) last
@@ -107,13 +130,13 @@ def load_state(out: Path, ident: ModelIdentity) -> ResumeState:
             if _same(row, ident):
                 done.add((row["path"], row["sha256"]))
                 done_stat[row["path"]] = (row["size"], row["mtime_ns"], row["sha256"])
-    failed: dict[str, tuple[int, int, bool]] = {}
+    failed: dict[str, tuple[int | None, int | None, bool]] = {}
     errors = read_table(
         out, "errors", columns=["path", "size", "mtime_ns", "skipped", "model", "revision", "preprocess", "output"]
     )
     if errors is not None:
         for row in errors.to_pylist():
-            if _same(row, ident) and row["size"] is not None:
+            if _same(row, ident):  # rows without size (DICOMweb keys, discovery problems) count by key only
                 failed[row["path"]] = (row["size"], row["mtime_ns"], bool(row["skipped"]))
     return ResumeState(done=done, done_stat=done_stat, failed_stat=failed)
 

@@ -25,7 +25,7 @@ class Prepared:
     path: str
     sha256: str
     size: int
-    mtime_ns: int
+    mtime_ns: int | None  # None for DICOMweb instances
     pixels: np.ndarray  # float32 (C, H, W), the model input (empty for CT volumes, read at embedding time)
     sop_instance_uid: str | None = None
     series_instance_uid: str | None = None
@@ -53,8 +53,6 @@ class _NamedBytes(io.BytesIO):
 
 def prepare_item(item: InputItem, preprocess: Any, modality: str = "cxr") -> Prepared | Failure:
     """Read, hash, decode and preprocess one file. Never raises for a bad file."""
-    from radzoo.errors import RadzooError
-
     size, mtime = item.size, item.mtime_ns
     try:
         with open(item.path, "rb") as fh:
@@ -63,27 +61,36 @@ def prepare_item(item: InputItem, preprocess: Any, modality: str = "cxr") -> Pre
             data = fh.read()
     except OSError as exc:
         return Failure(item.path, size, mtime, type(exc).__name__, f"cannot read {item.path}: {exc.strerror or exc}")
+    return prepare_data(item.path, data, size, mtime, preprocess, modality, from_walk=item.from_walk)
+
+
+def prepare_data(path: str, data: bytes, size: int | None, mtime: int | None, preprocess: Any,
+                 modality: str = "cxr", *, from_walk: bool = False) -> Prepared | Failure:
+    """Hash, decode and preprocess one input's bytes (a file's, or a DICOMweb instance's keyed by
+    ``path``). Never raises for bad data."""
+    from radzoo.errors import RadzooError
+
     try:
         from radzoo.io import describe_unknown, sniff_format
 
-        if item.from_walk and sniff_format(data) == "unknown":
-            return Failure(item.path, size, mtime, "NotAnImage", f"{item.path}: {describe_unknown(data)}", True)
+        if from_walk and sniff_format(data) == "unknown":
+            return Failure(path, size, mtime, "NotAnImage", f"{path}: {describe_unknown(data)}", True)
         from radzoo.io import read_image
         from radzoo.io.transforms import make_transform
         from radzoo.zoo.pixels import check_modality
 
-        image = read_image(_NamedBytes(data, item.path))
-        check_modality(image, modality, item.path)
+        image = read_image(_NamedBytes(data, path))
+        check_modality(image, modality, path)
         tensor = make_transform(preprocess)(image.pixels)
         pixels = np.ascontiguousarray(tensor.numpy(), dtype=np.float32)
     except RadzooError as exc:
-        return Failure(item.path, size, mtime, type(exc).__name__, str(exc))
+        return Failure(path, size, mtime, type(exc).__name__, str(exc))
     except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end an archive run
-        return Failure(item.path, size, mtime, f"Unexpected{type(exc).__name__}", f"{item.path}: {exc}")
+        return Failure(path, size, mtime, f"Unexpected{type(exc).__name__}", f"{path}: {exc}")
     return Prepared(
-        path=item.path,
+        path=path,
         sha256=hashlib.sha256(data).hexdigest(),
-        size=size,
+        size=len(data) if size is None else size,
         mtime_ns=mtime,
         pixels=pixels,
         sop_instance_uid=image.sop_instance_uid,

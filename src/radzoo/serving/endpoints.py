@@ -190,6 +190,44 @@ class Endpoints:
                                  Path(tmp) / "overlay.png")
             return out.read_bytes()
 
+    # ---- POST /zero_shot?format=dicom-sr, /ground?format=dicom-pmap (radzoo.dicom_out) -------------
+    def zero_shot_dicom_sr(self, model_name: str | None, items: list[Item], *, labels: list[str] | None = None,
+                           prompts: Any = None, mode: str | None = None) -> bytes:
+        """One DICOM image -> its zero-shot labels as a TID 1500 Comprehensive 3D SR (Part-10 bytes)."""
+        from radzoo.dicom_out import to_bytes, zero_shot_sr
+        from radzoo.serving.batching import INFERENCE_LOCK
+
+        entry = self._capable(model_name, "zero_shot", "zero-shot classification")
+        source = self._one_dicom(items, entry.model, "zero_shot", "dicom-sr")
+        with INFERENCE_LOCK:
+            result = entry.model.zero_shot([source[1]], labels=labels, prompts=prompts, mode=mode)
+        metrics.items_processed(entry.model.name, "zero_shot", 1)
+        return to_bytes(zero_shot_sr(result, source[0], entry.model, label="input[0]"))
+
+    def ground_dicom_pmap(self, model_name: str | None, item: Item, text: str) -> bytes:
+        """One DICOM image -> the grounding map of ``text`` as a Parametric Map (Part-10 bytes)."""
+        from radzoo.dicom_out import grounding_pmap, to_bytes
+        from radzoo.serving.batching import INFERENCE_LOCK
+
+        if not isinstance(text, str) or not text.strip():
+            raise InputError("text must be a non-empty string")
+        entry = self._capable(model_name, "ground", "grounding")
+        source = self._one_dicom([item], entry.model, "ground", "dicom-pmap")
+        with INFERENCE_LOCK:
+            result = entry.model.ground(source[1], text)
+        metrics.items_processed(entry.model.name, "ground", 1)
+        return to_bytes(grounding_pmap(result, source[0], entry.model, label="input[0]"))
+
+    def _one_dicom(self, items: list[Item], model: Any, endpoint: str, fmt: str) -> tuple[bytes, Any]:
+        """(bytes, decoded image) of the one DICOM image a DICOM result is made from."""
+        if len(items) != 1:
+            raise InputError(f"format={fmt} makes one DICOM object from one image; got {len(items)} images")
+        images, _, _ = self._read_items(items, model, endpoint)
+        if images[0].format != "dicom":
+            raise InputError(f"input[0]: format={fmt} needs a DICOM image (its header is referenced and copied), "
+                             f"got {images[0].format.upper()}")
+        return items[0], images[0]  # type: ignore[return-value]
+
     # ---- POST /ct_features -----------------------------------------------------------------------
     def ct_features(self, model_name: str | None, item: Item, *, nodes: bool = True,
                     require_qa: bool = False) -> dict[str, Any]:

@@ -55,6 +55,15 @@ def _respond(endpoint: str, call: Any, raw: bool = False) -> Any:
         return JSONResponse(error_body(exc, 500), status_code=500)
 
 
+def _with_status(ctx: Any, result: Any, media_type: str) -> Any:
+    """Bytes as ``media_type``; an error response keeps its status (a route taking ``ctx`` answers
+    with ``ctx.response.status_code``, whatever the returned response says)."""
+    if isinstance(result, bytes):
+        return Response(result, media_type=media_type)
+    ctx.response.status_code = result.status_code
+    return result
+
+
 def _validated(schema: type[BaseModel], fields: dict[str, Any]) -> Any:
     try:
         return schema.model_validate(fields)
@@ -166,30 +175,38 @@ class RadzooService:
 
 
     @bentoml.api(route="/zero_shot", input_spec=ZeroShotInput, output_spec=ZeroShotResponse)
-    def zero_shot(self, **fields: Any) -> JSONResponse:
-        """Per-label probabilities for base64/data-URL images from an image-text model (PRIOR, LoVT)."""
-
-        def run() -> dict[str, Any]:
-            req = _validated(ZeroShotRequest, fields)
-            raw = [req.input] if isinstance(req.input, str) else list(req.input)
-            return self.endpoints.zero_shot(req.model, _decode_all(raw), labels=req.labels,
-                                            prompts=req.prompts, mode=req.mode)
-
-        return _respond("zero_shot", run)
-
-    @bentoml.api(route="/ground", input_spec=GroundInput, output_spec=GroundMap)
-    def ground(self, **fields: Any) -> Response:
-        """Similarity map of a text over an image: PNG overlay, or the raw map as JSON."""
+    def zero_shot(self, ctx: bentoml.Context, **fields: Any) -> Response:
+        """Per-label probabilities for base64/data-URL images from an image-text model (PRIOR, LoVT);
+        ``?format=dicom-sr``: one DICOM image's labels as a TID 1500 SR (``application/dicom``)."""
+        fmt = ctx.request.query_params.get("format", "json")
 
         def run() -> Any:
-            req = _validated(GroundRequest, fields)
-            return self.endpoints.ground(req.model, _decode_all([req.image])[0], req.text,
-                                         response_format=req.response_format)
+            if fmt not in ("json", "dicom-sr"):
+                raise InputError(f"format must be 'json' or 'dicom-sr', got {fmt!r}")
+            req = _validated(ZeroShotRequest, fields)
+            raw = [req.input] if isinstance(req.input, str) else list(req.input)
+            call = self.endpoints.zero_shot_dicom_sr if fmt == "dicom-sr" else self.endpoints.zero_shot
+            return call(req.model, _decode_all(raw), labels=req.labels, prompts=req.prompts, mode=req.mode)
 
-        result = _respond("ground", run, raw=True)
-        if isinstance(result, bytes):
-            return Response(result, media_type="image/png")
-        return result
+        return _with_status(ctx, _respond("zero_shot", run, raw=True), "application/dicom")
+
+    @bentoml.api(route="/ground", input_spec=GroundInput, output_spec=GroundMap)
+    def ground(self, ctx: bentoml.Context, **fields: Any) -> Response:
+        """Similarity map of a text over an image: PNG overlay, or the raw map as JSON;
+        ``?format=dicom-pmap``: a DICOM image's map as a Parametric Map (``application/dicom``)."""
+        fmt = ctx.request.query_params.get("format")
+
+        def run() -> Any:
+            if fmt not in (None, "dicom-pmap"):
+                raise InputError(f"format must be 'dicom-pmap' (or absent: response_format png/json), got {fmt!r}")
+            req = _validated(GroundRequest, fields)
+            item = _decode_all([req.image])[0]
+            if fmt == "dicom-pmap":
+                return self.endpoints.ground_dicom_pmap(req.model, item, req.text)
+            return self.endpoints.ground(req.model, item, req.text, response_format=req.response_format)
+
+        return _with_status(ctx, _respond("ground", run, raw=True),
+                            "application/dicom" if fmt == "dicom-pmap" else "image/png")
 
     @bentoml.api(route="/ct_features")
     def ct_features(

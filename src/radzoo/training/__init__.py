@@ -15,6 +15,10 @@ from typing import Any
 
 _EXPORTS = {
     "MoCoCXRConfig": "radzoo.training.hparams",
+    "LoVTConfig": "radzoo.training.hparams",
+    "PriorConfig": "radzoo.training.hparams",
+    "train_lovt": "radzoo.training.methods.lovt_pretraining",
+    "train_prior": "radzoo.training.methods.prior_pretraining",
     "ConfigError": "radzoo.training.hparams",
     "resolve_config": "radzoo.training.hparams",
     "write_config": "radzoo.training.hparams",

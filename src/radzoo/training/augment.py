@@ -1,12 +1,15 @@
 """Pretraining augmentations applied to the reader's float32 ``(H, W)`` images in [0, 1].
 
-MoCo-CXR (METHODS 1.3): ``Resize(320) -> RandomHorizontalFlip -> RandomRotation(10) ->
-RandomCrop(320) -> ToTensor -> Normalize(0.5020, 0.085585)``, grayscale replicated to 3 channels.
-Both MoCo views come from this pipeline. The resize reuses the zoo's spec-driven resize (Pillow
-on float pixels, like inference) so training and serving see the same geometry; the random
-steps use torchvision's tensor functional ops with torchvision's defaults (nearest-neighbour
-rotation, zero fill). Every random draw comes from the ``generator`` argument, so a view is
-reproducible from a seed.
+One class per method, each drawing every random choice from the ``generator`` argument so a view
+is reproducible from a seed (and independent of the number of processes and workers):
+
+* :class:`MoCoCXRAugment` (METHODS 1.3): ``Resize(320) -> RandomHorizontalFlip ->
+  RandomRotation(10) -> RandomCrop(320) -> Normalize(0.5020, 0.085585)``, grayscale replicated to 3
+  channels; both MoCo views come from it. The resize reuses the zoo's spec-driven resize (Pillow on
+  float pixels, like inference); the random steps use torchvision's tensor functional ops with
+  torchvision's defaults (nearest-neighbour rotation, zero fill).
+* :class:`LoVTAugment` (METHODS 2.3) and :class:`PriorAugment` (METHODS 3.3): see their docstrings.
+* :func:`eval_view`: the spec's inference transform, for validation batches.
 """
 
 from __future__ import annotations

@@ -246,14 +246,22 @@ class Trainer:
         return state, optimizer
 
     def _save_best(self) -> None:
-        if not self.ctx.is_main:
-            return
-        from safetensors.torch import save_file
+        """Rank 0 keeps the best weights so far (atomically); every rank learns whether it worked."""
+        error: str | None = None
+        if self.ctx.is_main:
+            from safetensors import SafetensorError
+            from safetensors.torch import save_file
 
-        tmp = self.run_dir / (BEST + ".tmp")
-        state = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.method.state_dict().items()}
-        save_file(state, str(tmp))
-        tmp.replace(self.run_dir / BEST)
+            tmp = self.run_dir / (BEST + ".tmp")
+            try:
+                state = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.method.state_dict().items()}
+                save_file(state, str(tmp))
+                tmp.replace(self.run_dir / BEST)
+            except (OSError, SafetensorError) as exc:
+                tmp.unlink(missing_ok=True)
+                error = f"could not write the best weights {self.run_dir / BEST}: {exc}"
+        if not D.all_agree(error is None, self.ctx.device):
+            raise ArtifactError(error or "rank 0 could not write the best weights (see its log)")
 
     # ---- data -------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, sampler: D.ResumableDistributedSampler, batch: int) -> DataLoader:

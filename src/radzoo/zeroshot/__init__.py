@@ -6,7 +6,8 @@ Public API::
     ground(model, image, text) -> GroundingResult
     render_overlay(pixels, heatmap, title, out) -> Path
     PromptSet, zero_shot_section(spec), add_prompt_set(config, spec, prompt_set)
-    evaluate.read_labels / evaluate.evaluate / evaluate.compute_metrics
+
+Evaluation on labelled data (metrics, CIs, baselines) lives in ``radzoo.eval.zero_shot``.
 
 ``ZooModel.zero_shot`` / ``ZooModel.ground`` delegate here.
 """

@@ -1,9 +1,15 @@
 """PRIOR's zero-shot rule (METHODS 3.5), made deterministic, and its grounding map.
 
-Per image and prompt: the global score ``exp(logit_scale) * cos(g_img, g_txt)`` and the local
+Per image and prompt: the global score ``logit_scale * cos(g_img, g_txt)`` and the local
 score ``(mean A_img->txt + mean A_txt->img) / 2`` of the sigmoid cross-attention between the image
 tokens and the prompt's quantised sentence ``q``. Per class: max of the global scores, mean of the
 local scores over the class's prompts; ``P = softmax(G) + 0.5 * softmax(S)``.
+
+The global score multiplies by the RAW ``logit_scale`` parameter (about 4.6 at init), not by
+``logit_scale.exp()``: the original zero-shot code passes ``self.logit_scale`` straight into
+``global_loss`` (QtacierP/PRIOR ``downstream/zero_classification_model.py`` lines 128-130, 169);
+only pretraining exponentiates. The scale sets the balance between ``P_g`` and ``P_l``, so it
+changes predictions (METHODS 3.5, corrected).
 """
 
 from __future__ import annotations
@@ -33,9 +39,8 @@ def encode_images(net: Any, batch: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def prompt_scores(net: Any, image: dict[str, torch.Tensor], text: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``global`` and ``local`` scores, each [N images, P prompts], computed per image."""
-    g_img = F.normalize(image["global"], dim=-1)
-    g_txt = F.normalize(text["global"], dim=-1)
-    global_ = net.logit_scale.exp() * g_img @ g_txt.t()
+    cosine = global_cosine(image, text)
+    global_ = net.logit_scale * cosine  # raw parameter, as the original zero-shot code (module doc)
     n = image["local"].shape[0]
     # Each prompt is its own one-sentence "report"; the maps are element-wise sigmoids, so putting
     # the P prompts side by side as keys gives exactly the P separate per-prompt maps.
@@ -43,6 +48,11 @@ def prompt_scores(net: Any, image: dict[str, torch.Tensor], text: dict[str, torc
     _, _, a_img2txt, a_txt2img = net.local_cross_attention(image["local"], q)  # [N,L,P], [N,P,L]
     local = (a_img2txt.mean(dim=1) + a_txt2img.mean(dim=2)) / 2
     return {"global": global_, "local": local}
+
+
+def global_cosine(image: dict[str, torch.Tensor], text: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Cosine between global image and prompt embeddings, [N images, P prompts]."""
+    return F.normalize(image["global"], dim=-1) @ F.normalize(text["global"], dim=-1).t()
 
 
 def combine(scores: dict[str, torch.Tensor], groups: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,8 +85,7 @@ def ground(net: Any, batch: torch.Tensor, text: dict[str, torch.Tensor]) -> tupl
             image = net.encode_image(batch)
             fmap = captured["fmap"]
             scores = prompt_scores(net, image, text)
-            cosine = scores["global"] / net.logit_scale.exp()
-            target = (cosine + scores["local"]).sum()
+            target = (global_cosine(image, text) + scores["local"]).sum()
             (grad,) = torch.autograd.grad(target, fmap)
     finally:
         handle.remove()

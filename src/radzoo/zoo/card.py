@@ -52,12 +52,23 @@ def render_card(config: dict[str, Any]) -> str:
         lines.append(f"| `{name}` | {dim} | {'yes' if name == spec['default_output'] else ''} |")
     pre = spec["preprocess"]
     lines += ["", "## Preprocessing", "", pre.get("notes", ""), "", "```json", json.dumps(pre["steps"], indent=1), "```", ""]
+    text = spec.get("text") or {}
+    if text:
+        from radzoo.zoo.text_tokenizer import casing_note
+
+        lines += ["## Text", ""] + [f"- **{k}**: {v}" for k, v in text.items()]
+        note = casing_note(spec["method"], text)
+        lines += ([f"- {note}"] if note else []) + [""]
     deviations = config.get("deviations") or []
     zs = config.get("zero_shot")
     if zs and zs.get("deviation"):
         deviations = [*deviations, zs["deviation"]]
     if deviations:
         lines += ["## Deviations from the original", ""] + [f"- {d}" for d in deviations] + [""]
+    if zs:
+        from radzoo.zoo.dicom_codes import card_markdown
+
+        lines += card_markdown()
     lines += ["## Provenance", ""]
     if prov:
         for key, value in prov.items():

@@ -238,7 +238,8 @@ _REGISTRY: dict[str, ModelSpec] = {
             ),
             hub_repo="radzoo/prior_resnet50_imagetext",
             hub_revision="v1",
-            text={"tokenizer": "Bio_ClinicalBERT (cased WordPiece, 28,996 tokens)", "max_length": 256},
+            text={"tokenizer": "Bio_ClinicalBERT (cased WordPiece, 28,996 tokens)", "max_length": 256,
+                  "lowercase": True},  # METHODS 0.6: the original lower-cased text
             tags=("chest-x-ray", "image-text", "zero-shot", "prior"),
         ),
         ModelSpec(
@@ -267,7 +268,8 @@ _REGISTRY: dict[str, ModelSpec] = {
             ),
             hub_repo="radzoo/lovt_resnet50",
             hub_revision="v1",
-            text={"tokenizer": "Bio_ClinicalBERT (cased WordPiece, 28,996 tokens)", "max_length": 512},
+            text={"tokenizer": "Bio_ClinicalBERT (cased WordPiece, 28,996 tokens)", "max_length": 512,
+                  "lowercase": True},  # METHODS 0.6: the original lower-cased text
             tags=("chest-x-ray", "image-text", "lovt"),
         ),
         ModelSpec(

@@ -2,11 +2,15 @@
 
 Only a local directory is ever handed to transformers (``local_files_only=True``), so a missing
 file is an error here, never a download.
+
+Casing is decided here, once (``lowercase_choice``): LoVT and PRIOR lower-case text whatever the
+stored tokenizer config says, as their original pipelines did (METHODS 0.6).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,39 @@ class Tokens:
     truncated: list[str]
 
 
+#: Methods whose original pipelines fed LOWER-CASED text to a cased vocabulary (METHODS 0.6): both
+#: loaded Bio_ClinicalBERT from the Hub, whose repo ships no tokenizer_config.json, so BERT's
+#: default ``do_lower_case=True`` applied (PRIOR chexpert_zls.py:45, LoVT language_model_loader.py;
+#: EmilyAlsentzer/clinicalBERT issue #26).
+LOWERCASE_METHODS = frozenset({"lovt", "prior"})
+
+
+def lowercase_choice(spec: Any) -> bool | None:
+    """The casing radzoo enforces for ``spec``'s tokenizer: True/False, or None to let the stored
+    tokenizer config decide. ``spec.text["lowercase"]`` (recorded in the artifact) wins; without it
+    the method decides (LoVT/PRIOR: True)."""
+    return _choice(spec.method, spec.text)
+
+
+def _choice(method: str, text: Mapping[str, Any]) -> bool | None:
+    recorded = text.get("lowercase")
+    if recorded is not None:
+        return bool(recorded)
+    return True if method in LOWERCASE_METHODS else None
+
+
+def casing_note(method: str, text: Mapping[str, Any]) -> str | None:
+    """One sentence for the model card about how text is cased before tokenisation."""
+    choice = _choice(method, text)
+    if choice is None:
+        return None
+    if choice and method in LOWERCASE_METHODS:
+        return ("Text is lower-cased before tokenisation, whatever the stored tokenizer config says, as the "
+                "original pipelines did: Bio_ClinicalBERT's Hub repo has no tokenizer_config.json, so BERT's "
+                "default do_lower_case=True applied to its cased vocabulary.")
+    return f"Text is {'lower-cased' if choice else 'kept in its case'} before tokenisation (recorded in the spec)."
+
+
 def load_tokenizer(model: Any) -> Any:
     """The model's tokenizer (cached on the model). Raises when the artifact carries none."""
     cached = model._cache.get("tokenizer")
@@ -44,10 +81,17 @@ def load_tokenizer(model: Any) -> Any:
         raise ArtifactError(f"{path}: not a tokenizer directory (expected vocab.txt / tokenizer_config.json)")
     from transformers import AutoTokenizer
 
+    lower = lowercase_choice(model.spec)
+    kwargs = {} if lower is None else {"do_lower_case": lower}
     try:
-        tok = AutoTokenizer.from_pretrained(str(path.resolve()), local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(str(path.resolve()), local_files_only=True, **kwargs)
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"cannot load the tokenizer in {path}: {exc}") from exc
+    if lower and tok.tokenize("A") != tok.tokenize("a"):
+        raise ArtifactError(
+            f"{path}: model {model.name!r} must tokenize lower-case text (METHODS 0.6) but its "
+            f"{type(tok).__name__} ignores do_lower_case; store a BERT WordPiece tokenizer"
+        )
     vocab = int(model.spec.arch_args.get("text_config", {}).get("vocab_size", len(tok)))
     if len(tok) > vocab:
         raise ArtifactError(
