@@ -34,3 +34,29 @@ TINY = {
     "device": "cpu",
     "log_every": "0",
 }
+
+
+@pytest.fixture(scope="session")
+def paired_manifest(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 real NIH images paired with reports DERIVED FROM THEIR LABELS (not real reports), 3 of
+    them in the validate split (see derived_nih.py)."""
+    from .derived_nih import write_derived_manifest
+
+    folder = shared_data / "cxr_nih"
+    if not (folder / "labels.csv").is_file():
+        pytest.skip(f"need {folder / 'labels.csv'}")
+    return write_derived_manifest(folder, tmp_path_factory.mktemp("pairs"), limit=12, val_rows=3)
+
+
+#: Overrides that make the image-report methods tiny: resnet18 at 64 px, a 2-layer BERT of width
+#: 128, batches of 4, short reports.
+TINY_PAIRED = {
+    "image_preset": "tiny",
+    "text_preset": "tiny",
+    "init": "random",
+    "batch_size": "4",
+    "max_length": "64",
+    "device": "cpu",
+    "log_every": "0",
+    "progress": "false",
+}

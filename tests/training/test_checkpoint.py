@@ -30,7 +30,7 @@ def test_state_round_trips_through_safetensors_and_json(tmp_path):
     src, src_opt = _trained(0)
     save_training_state(tmp_path, src, src_opt, {"next_epoch": 3, "note": "x"})
     assert has_training_state(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state-00000001.safetensors", "state.json"]
     dst, dst_opt = _trained(1)
     meta = load_training_state(tmp_path, dst, dst_opt)
     assert meta == {"next_epoch": 3, "note": "x"}
@@ -55,9 +55,9 @@ def test_damaged_or_foreign_state_is_refused(tmp_path):
     other = nn.Linear(3, 3)
     with pytest.raises(WeightsError, match="resume checkpoint"):
         load_training_state(tmp_path, other, torch.optim.Adam(other.parameters()))
-    data = bytearray((tmp_path / "state.safetensors").read_bytes())
+    data = bytearray((tmp_path / "state-00000001.safetensors").read_bytes())
     data[-1] ^= 0xFF
-    (tmp_path / "state.safetensors").write_bytes(bytes(data))
+    (tmp_path / "state-00000001.safetensors").write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match="does not match"):
         load_training_state(tmp_path, *_trained(1))
     with pytest.raises(ArtifactError, match="no resume checkpoint"):

@@ -9,7 +9,7 @@ from radzoo.training.hparams import (
     resolve_config,
     write_config,
 )
-from radzoo.training.loop import step_lr
+from radzoo.training.schedules import step_decay
 
 
 def test_defaults_are_the_papers():
@@ -26,10 +26,10 @@ def test_defaults_are_the_papers():
 
 
 def test_step_schedule():
-    lr_at = step_lr(1e-4, (12, 18), 0.1)
-    assert [lr_at(e) for e in (0, 11)] == [1e-4, 1e-4]
-    assert lr_at(12) == pytest.approx(1e-5) and lr_at(17) == pytest.approx(1e-5)
-    assert lr_at(18) == pytest.approx(1e-6) and lr_at(19) == pytest.approx(1e-6)
+    lr_at = step_decay(1e-4, (12, 18), 0.1)
+    assert [lr_at(0, e) for e in (0, 11)] == [1e-4, 1e-4]
+    assert lr_at(0, 12) == pytest.approx(1e-5) and lr_at(0, 17) == pytest.approx(1e-5)
+    assert lr_at(0, 18) == pytest.approx(1e-6) and lr_at(0, 19) == pytest.approx(1e-6)
 
 
 @pytest.mark.parametrize("suffix", [".toml", ".json"])

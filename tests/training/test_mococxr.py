@@ -45,7 +45,7 @@ def test_moco_step_moves_query_key_and_queue_exactly(nih_paths):
     k0 = {k: v.clone() for k, v in moco.encoder_k.named_parameters()}
     queue0 = moco.queue.queue.clone()
 
-    loss, metrics = moco.training_step((im_q, im_k))
+    loss, metrics = moco((im_q, im_k))
     assert math.isfinite(loss.item()) and 0 <= metrics["acc1"] <= 1
     assert loss.item() > 0
     loss.backward()
@@ -64,7 +64,7 @@ def test_moco_step_moves_query_key_and_queue_exactly(nih_paths):
 
     for _ in range(1):  # keeps training: finite losses
         opt.zero_grad()
-        loss, _ = moco.training_step((im_q, im_k))
+        loss, _ = moco((im_q, im_k))
         loss.backward()
         opt.step()
         moco.after_optimizer_step()
@@ -107,7 +107,7 @@ def test_trained_artifact_loads_strictly_and_embeds(trained, nih_paths):
     # the resolved config travels with the artifact and beside it, and reads back identically
     assert resolve_config(MoCoCXRConfig, out / "training" / "config.json") == config
     assert resolve_config(MoCoCXRConfig, checkpoint_dir(out) / "config.json") == config
-    assert (checkpoint_dir(out) / "state.safetensors").is_file()
+    assert (checkpoint_dir(out) / "state.json").is_file()
 
 
 def test_resume_continues_and_refuses_a_changed_config(trained, nih_list, tmp_path):
@@ -125,7 +125,7 @@ def test_resume_continues_and_refuses_a_changed_config(trained, nih_list, tmp_pa
     prov = json.loads((art / "config.json").read_text())["provenance"]
     assert prov["epochs"] == 2 and prov["steps"] == 4
     assert [h["epoch"] for h in prov["history"]] == [0, 1]
-    assert json.loads((ckpt / "state.json").read_text())["next_epoch"] == 2
+    assert json.loads((ckpt / "state.json").read_text())["loop"]["epoch"] == 2
     with pytest.raises(InputError, match="nothing to train"):
         train_mococxr(longer, nih_list, art, resume=True)
 

@@ -44,6 +44,8 @@ class SymmetricCrossAttention(nn.Module):
         scores_ab = scores if mask_b is None else scores.masked_fill(~mask_b[:, None, :], float("-inf"))
         attn_a2b = torch.softmax(scores_ab, dim=-1)
         attn_b2a = torch.softmax(scores.transpose(1, 2), dim=-1)
+        if mask_b is not None:  # padded sentences attend to nothing (LoVT multiplies by the query mask)
+            attn_b2a = attn_b2a * mask_b[:, :, None].to(attn_b2a.dtype)
         return {
             "b2a": self._out(attn_a2b @ self.value_projection(zb)),  # report-attended image regions
             "a2b": self._out(attn_b2a @ self.value_projection(za)),  # image-attended sentences
@@ -112,7 +114,8 @@ class LoVTNet(EncoderNet):
         """Report encoding (METHODS 2.1): BERT over the joint sequence, sentence max-pooling.
 
         ``sentence_index`` ``[B, T]`` gives each token's 0-based sentence, -1 for [CLS]/[SEP]/pad.
-        Returns yl_b (sentences), their mask, yg_b, zg_b (512) and zl_b.
+        Returns yl_b (sentences), their mask, the pool's attention weights over them, yg_b, zg_b
+        (512) and zl_b.
         """
         hidden = self.text_backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         n_sent = int(sentence_index.max().item()) + 1 if sentence_index.numel() else 0
@@ -122,10 +125,11 @@ class LoVTNet(EncoderNet):
         sentences = filled.amax(dim=2)  # [B, S, H]
         mask = member.any(dim=2)
         sentences = sentences.masked_fill(~mask[..., None], 0.0)
-        pooled, _ = self.text_pool.pool(sentences, mask, padded_mean=True)
+        pooled, weights = self.text_pool.pool(sentences, mask, padded_mean=True)
         return {
             "sentences": sentences,
             "mask": mask,
+            "local_weights": weights,
             "pooled": pooled,
             "global": self.text_proj_global(pooled),
             "local": self.text_proj_local(sentences),

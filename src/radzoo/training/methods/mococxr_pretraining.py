@@ -5,12 +5,13 @@ MLP head), the key encoder is its deep copy moved by momentum, negatives come fr
 ``NegativeQueue`` and the loss is ``moco_info_nce``. Only the query encoder is exported, in the
 canonical key layout, so ``radzoo.load`` reads the result strictly with no converter.
 
+It runs on the shared loop (:mod:`radzoo.training.loop`): under ``torchrun`` the key batch is
+shuffled across processes for BatchNorm (MoCo's shuffle-BN) and the keys of every process are
+gathered into the queue, as in the original's DDP code; in one process both are no-ops (as in the
+released runs, one GPU under DDP).
+
 Deviations from the original, by design:
 
-* **Shuffle-BN is a no-op here.** MoCo shuffles the key batch across GPUs so BatchNorm statistics
-  cannot leak the positive pair. On one process (the released MoCo-CXR runs used one GPU under
-  DDP) the shuffle permutes samples within one BatchNorm batch, which changes nothing; radzoo
-  trains in one process and skips it.
 * **Momentum update after each optimiser step** instead of at the start of the next forward;
   with ``accumulate = 1`` this is the same sequence of updates (the original's first update is
   a no-op because key == query at step 0), and with accumulation it keeps one update per step.
@@ -21,24 +22,33 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from radzoo import __version__
-from radzoo.errors import ArtifactError, InputError, WeightsError
+from radzoo.errors import InputError, WeightsError
 from radzoo.nets.mococxr import MoCoCXRNet
+from radzoo.training import distributed as D
 from radzoo.training.augment import MoCoCXRAugment
 from radzoo.training.data import TwoViewDataset, data_summary, find_images
-from radzoo.training.hparams import MoCoCXRConfig, config_dict, write_config
-from radzoo.training.loop import EpochStats, fit, seed_everything, step_lr
+from radzoo.training.hparams import MoCoCXRConfig, config_dict
+from radzoo.training.loop import Phase, Trainer, seed_everything
 from radzoo.training.losses import moco_info_nce
 from radzoo.training.momentum import NegativeQueue, make_key_encoder, momentum_update
-from radzoo.training.resume import has_training_state, load_training_state, save_training_state
+from radzoo.training.runner import (
+    Run,
+    checkpoint_dir,
+    provenance,
+    save_artifact,
+    settings_for,
+    start_run,
+    write_resolved,
+)
+from radzoo.training.schedules import step_decay
 from radzoo.zoo.spec import ModelSpec, Preprocess
+
+__all__ = ["MoCo", "checkpoint_dir", "initial_encoder", "train_mococxr", "trained_spec"]
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +56,10 @@ log = logging.getLogger(__name__)
 class MoCo(nn.Module):
     """MoCo v2 around an encoder with a ``proj`` output (L2-normalised contrastive embedding).
 
-    ``training_step((im_q, im_k))`` returns the InfoNCE loss of the query view against its key
-    and the queue, then enqueues the keys. ``after_optimizer_step`` moves the key encoder.
+    ``forward((im_q, im_k))`` returns the InfoNCE loss of the query view against its key and the
+    queue, then enqueues the keys of every process. ``after_optimizer_step`` moves the key encoder.
+    ``shared_seed`` (set by the loop before each micro-batch, equal on every rank) seeds the
+    shuffle-BN permutation.
     """
 
     def __init__(
@@ -66,18 +78,20 @@ class MoCo(nn.Module):
         self.queue = NegativeQueue(queue_size, encoder.image_outputs["proj"], generator=generator)
         self.momentum = float(momentum)
         self.temperature = float(temperature)
+        self.shared_seed = 0
 
-    def training_step(
+    def forward(
         self, batch: tuple[torch.Tensor, torch.Tensor]
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         im_q, im_k = batch
         q = self.encoder_q.image_features(im_q, "proj")
         with torch.no_grad():
-            k = self.encoder_k.image_features(im_k, "proj")
+            shuffled, inverse = D.shuffle_batch(im_k, torch.Generator().manual_seed(self.shared_seed))
+            k = D.unshuffle_batch(self.encoder_k.image_features(shuffled, "proj"), inverse)
         loss, logits = moco_info_nce(q, k, self.queue(), self.temperature)
-        self.queue.enqueue(k)
+        self.queue.enqueue(D.gather_no_grad(k.float()))
         acc = (logits.detach().argmax(dim=1) == 0).float().mean()
-        return loss, {"acc1": float(acc)}
+        return loss, {"acc1": acc}
 
     def after_optimizer_step(self) -> None:
         momentum_update(self.encoder_k, self.encoder_q, self.momentum)
@@ -186,12 +200,6 @@ def _imagenet_trunk(arch: str) -> dict[str, torch.Tensor]:
 # ------------------------------------------------------------------------------------ train
 
 
-def checkpoint_dir(out: str | os.PathLike[str]) -> Path:
-    """Where resume state lives: ``<out>/../<out name>.train/`` (beside, never inside, the artifact)."""
-    out = Path(out)
-    return out.parent / f"{out.name}.train"
-
-
 def train_mococxr(
     config: MoCoCXRConfig,
     data: str | os.PathLike[str],
@@ -202,111 +210,52 @@ def train_mococxr(
 ) -> Path:
     """Pretrain MoCo-CXR on the images under ``data`` and save the query encoder to ``out``.
 
-    ``out`` becomes a zoo artifact (``radzoo.load(out)`` works); resume state and the resolved
-    config go to :func:`checkpoint_dir`. With ``resume`` the run continues from the last
-    checkpoint there, which must have been written with the same config (``epochs`` may grow).
+    ``out`` becomes a zoo artifact (``radzoo.load(out)`` works); resume state, per-step metrics
+    and the resolved config go to :func:`~radzoo.training.runner.checkpoint_dir`. With
+    ``resume`` the run continues from the last checkpoint there, which must have been written
+    with the same config (``epochs`` and the run settings may change, the number of processes too).
+    Under ``torchrun`` every process calls this; rank 0 alone writes.
     """
-    from radzoo import zoo
-    from radzoo.zoo.devices import resolve_device
-    from radzoo.zoo.model import ZooModel
+    run = start_run(config, out, resume=resume, overwrite=overwrite)
+    try:
+        return _train(run, config, data)
+    finally:
+        D.teardown(run.ctx)
 
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (overwrite or resume):
-        raise ArtifactError(f"output {out} exists and is not empty; pass --overwrite to replace it")
-    ckpt = checkpoint_dir(out)
-    if not resume and has_training_state(ckpt) and not overwrite:
-        raise ArtifactError(
-            f"{ckpt} holds a previous run's checkpoint; pass --resume to continue it or --overwrite"
-        )
-    device = resolve_device(config.device)
+
+def _train(run: Run, config: MoCoCXRConfig, data: str | os.PathLike[str]) -> Path:
     paths = find_images(data)
     summary = data_summary(paths, data)
     seed_everything(config.seed)
-
     encoder = initial_encoder(config)
     gen = torch.Generator().manual_seed(config.seed)
-    method = MoCo(encoder, config.moco_k, config.moco_m, config.moco_t, generator=gen).to(device)
-    optimizer = torch.optim.Adam(
-        method.encoder_q.parameters(),
-        lr=config.lr,
-        betas=(config.beta1, config.beta2),
-        weight_decay=config.weight_decay,
-    )
-    start_epoch, global_step, history = 0, 0, []
-    if resume and has_training_state(ckpt):
-        meta = load_training_state(ckpt, method, optimizer)
-        _check_resume(meta.get("config", {}), config, ckpt)
-        start_epoch, global_step, history = (
-            meta["next_epoch"],
-            meta["global_step"],
-            meta.get("history", []),
-        )
-        if start_epoch >= config.epochs:
-            raise InputError(
-                f"nothing to train: checkpoint {ckpt} already reached epoch {start_epoch}; raise epochs"
-            )
-        log.info("resuming %s at epoch %d (step %d)", ckpt, start_epoch, global_step)
-    write_config(config, ckpt / "config.json")
-
+    method = MoCo(encoder, config.moco_k, config.moco_m, config.moco_t, generator=gen)
     spec = trained_spec(config, summary["source"])
     augment = MoCoCXRAugment.from_preprocess(
         spec.preprocess, rotation=config.rotation, flip_p=config.flip_p
     )
     dataset = TwoViewDataset(paths, augment, seed=config.seed)
 
-    def on_epoch_end(stats: EpochStats, step: int) -> None:
-        history.append(_stats_dict(stats))
-        last = stats.epoch + 1 == config.epochs
-        if config.checkpoint_every and ((stats.epoch + 1) % config.checkpoint_every == 0 or last):
-            meta = {
-                "next_epoch": stats.epoch + 1,
-                "global_step": step,
-                "history": history,
-                "config": config_dict(config),
-            }
-            save_training_state(ckpt, method, optimizer, meta)
+    def phases(steps_per_epoch: int) -> list[Phase]:
+        def adam(params: list[nn.Parameter]) -> torch.optim.Optimizer:
+            return torch.optim.Adam(
+                params, lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay
+            )
 
-    result = fit(
-        method,
-        dataset,
-        optimizer,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        device=device,
-        seed=config.seed,
-        start_epoch=start_epoch,
-        global_step=global_step,
-        lr_at=step_lr(config.lr, config.schedule, config.lr_gamma),
-        accumulate=config.accumulate,
-        num_workers=config.num_workers,
-        max_steps=config.max_steps,
-        log_every=config.log_every,
-        on_epoch_end=on_epoch_end,
+        return [Phase("moco", config.epochs, adam, step_decay(config.lr, config.schedule, config.lr_gamma))]
+
+    if run.is_main:
+        write_resolved(run)
+    trainer = Trainer(
+        method, dataset, phases, settings_for(config), run.ctx, run.precision, run.run_dir,
+        meta={"config": config_dict(config)},
     )
-    if not history:
-        raise InputError(
-            f"nothing to train: no complete batch in epochs {start_epoch}..{config.epochs - 1}"
-        )
+    result = trainer.fit(resume=run.resume)
 
     net = export_encoder(method.encoder_q, spec)
-    provenance: dict[str, Any] = {
-        "trained_by": "radzoo.training",
-        "method": "mococxr",
-        "config": config_dict(config),
-        "epochs": history[-1]["epoch"] + 1,
-        "steps": result.global_step,
-        "stopped_by_max_steps": result.stopped_by_max_steps,
-        "data": summary,
-        "final_loss": history[-1]["last_loss"],
-        "history": history,
-        "device": str(device),
-        "radzoo_version": __version__,
-        "torch_version": torch.__version__,
-        "python": platform.python_version(),
-    }
     deviations = [
-        "Trained by radzoo.training, not the original MoCo-CXR code: shuffle-BN skipped (a no-op in one process), "
-        "key-encoder momentum applied after each optimiser step, queue wraps around.",
+        "Trained by radzoo.training, not the original MoCo-CXR code: key-encoder momentum applied after "
+        "each optimiser step, queue wraps around.",
     ]
     if config.image_size != 320:
         deviations.append(
@@ -314,17 +263,9 @@ def train_mococxr(
         )
     if config.init != "imagenet":
         deviations.append(f"Trunk initialised from {config.init!r} instead of ImageNet.")
-    model = ZooModel(spec, net, device="cpu")
-    zoo.save(
-        model,
-        out,
-        overwrite=overwrite or out.exists(),
-        provenance=provenance,
-        sections={"deviations": deviations},
-        extra_files={"training/config.json": ckpt / "config.json"},
+    return save_artifact(
+        run, net, spec, provenance=provenance(run, result, summary), sections={"deviations": deviations}
     )
-    log.info("saved %s (final loss %.4f)", out, provenance["final_loss"])
-    return out
 
 
 def export_encoder(encoder: MoCoCXRNet, spec: ModelSpec) -> nn.Module:
@@ -338,29 +279,3 @@ def export_encoder(encoder: MoCoCXRNet, spec: ModelSpec) -> nn.Module:
     state = {k: v.detach().to("cpu") for k, v in encoder.state_dict().items() if k in keep}
     load_strict(net, state, "trained query encoder")
     return net
-
-
-def _stats_dict(stats: EpochStats) -> dict[str, Any]:
-    return {
-        "epoch": stats.epoch,
-        "steps": stats.steps,
-        "mean_loss": stats.mean_loss,
-        "last_loss": stats.last_loss,
-        "lr": stats.lr,
-        "seconds": round(stats.seconds, 3),
-        **stats.metrics,
-    }
-
-
-#: Keys that may change when a run is resumed.
-_RESUMABLE = {"epochs", "device", "num_workers", "max_steps", "log_every", "checkpoint_every"}
-
-
-def _check_resume(saved: dict[str, Any], config: MoCoCXRConfig, ckpt: Path) -> None:
-    current = config_dict(config)
-    changed = sorted(k for k in current if k not in _RESUMABLE and saved.get(k) != current[k])
-    if changed:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
-        raise InputError(
-            f"cannot resume {ckpt} with a different config ({detail}); only {sorted(_RESUMABLE)} may change"
-        )
