@@ -1,15 +1,19 @@
-"""What each HTTP endpoint does, free of BentoML: plain inputs in, JSON-ready dicts out.
+"""What each HTTP endpoint does, free of BentoML: request fields in, JSON-ready dicts (or PNG bytes) out.
 
-The service layer only parses HTTP and turns these results (or raised ``RadzooError``s) into
-responses, so the logic is testable in-process and the BentoML layer stays thin. Decoding is
-``radzoo.io.read_image``; preprocessing and inference are ``ZooModel.prepare`` and
-``embed_batch`` (via the pool's batcher). Nothing here re-implements either.
+One public method per route takes what the HTTP layer received (the JSON body's fields, or the
+multipart uploads' paths) and returns the answer or raises a ``RadzooError``;
+``http_errors.answer`` turns either into a response. So every behaviour is testable in-process
+and ``service.py`` stays a list of routes. Decoding is ``radzoo.io.read_image``; preprocessing and
+inference are ``Model.prepare`` and ``embed_batch`` (via the pool's batcher). Nothing here
+re-implements either.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,8 +21,9 @@ import numpy as np
 from radzoo.errors import InputError, RadzooError
 from radzoo.serving import metrics
 from radzoo.serving.http_errors import NoUsableItemsError, PayloadTooLargeError, item_error
-from radzoo.serving.payloads import content_tag
+from radzoo.serving.payloads import content_tag, decode_image_strings
 from radzoo.serving.pool import ModelPool
+from radzoo.serving.schemas import EmbeddingsRequest, GroundRequest, ZeroShotRequest, parse_request
 from radzoo.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -49,6 +54,25 @@ class Endpoints:
         }
 
     # ---- POST /v1/embeddings and /embed ---------------------------------------------------------
+    def embeddings(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /v1/embeddings: OpenAI's embeddings request with images as base64 / data URLs."""
+        req = parse_request(EmbeddingsRequest, fields)
+        raw = [req.input] if isinstance(req.input, str) else list(req.input)
+        return self.embed(req.model, decode_image_strings(raw), output=req.output,
+                          encoding_format=req.encoding_format, endpoint="embeddings")
+
+    def embed_uploads(self, files: list[Path], model: str | None = None, output: str | None = None) -> dict[str, Any]:
+        """POST /embed: multipart uploads; results by upload order (file names are neither echoed nor logged)."""
+        if not files:
+            raise InputError("no files uploaded: send one or more images in the multipart field 'files'")
+        items: list[Item] = []
+        for index, path in enumerate(files):
+            try:
+                items.append(Path(path).read_bytes())
+            except OSError as exc:
+                items.append(InputError(f"files[{index}]: upload could not be read ({exc.strerror})"))
+        return self.embed(model or None, items, output=output, endpoint="embed")
+
     def embed(
         self,
         model_name: str | None,
@@ -138,15 +162,22 @@ class Endpoints:
         return entry
 
     # ---- POST /zero_shot -----------------------------------------------------------------------
-    def zero_shot(self, model_name: str | None, items: list[Item], *, labels: list[str] | None = None,
-                  prompts: Any = None, mode: str | None = None) -> dict[str, Any]:
-        """Per-image label probabilities (``ZooModel.zero_shot``); the scoring rule is named."""
+    def zero_shot(self, fields: Mapping[str, Any], fmt: str = "json") -> dict[str, Any] | bytes:
+        """Per-image label probabilities (``Model.zero_shot``); the scoring rule is named.
+        ``fmt="dicom-sr"``: one DICOM image's labels as a TID 1500 SR (Part-10 bytes)."""
         from radzoo.serving.batching import INFERENCE_LOCK
 
-        entry = self._capable(model_name, "zero_shot", "zero-shot classification")
-        images, indices, errors = self._read_items(items, entry.model, "zero_shot")
+        if fmt not in ("json", "dicom-sr"):
+            raise InputError(f"format must be 'json' or 'dicom-sr', got {fmt!r}")
+        req = parse_request(ZeroShotRequest, fields)
+        raw = [req.input] if isinstance(req.input, str) else list(req.input)
+        if fmt == "dicom-sr":
+            return self.zero_shot_dicom_sr(req.model, decode_image_strings(raw), labels=req.labels,
+                                           prompts=req.prompts, mode=req.mode)
+        entry = self._capable(req.model, "zero_shot", "zero-shot classification")
+        images, indices, errors = self._read_items(decode_image_strings(raw), entry.model, "zero_shot")
         with INFERENCE_LOCK:
-            result = entry.model.zero_shot(images, labels=labels, prompts=prompts, mode=mode)
+            result = entry.model.zero_shot(images, labels=req.labels, prompts=req.prompts, mode=req.mode)
         metrics.items_processed(entry.model.name, "zero_shot", len(images))
         predictions = result.predictions()
         data = [
@@ -161,20 +192,24 @@ class Endpoints:
         }
 
     # ---- POST /ground --------------------------------------------------------------------------
-    def ground(self, model_name: str | None, item: Item, text: str, *, response_format: str = "png") -> dict[str, Any] | bytes:
-        """A PNG overlay of ``text``'s similarity map over the image, or the raw map as JSON."""
+    def ground(self, fields: Mapping[str, Any], fmt: str | None = None) -> dict[str, Any] | bytes:
+        """A PNG overlay of ``text``'s similarity map over the image, or the raw map as JSON.
+        ``fmt="dicom-pmap"``: a DICOM image's map as a Parametric Map (Part-10 bytes)."""
         import tempfile
-        from pathlib import Path
 
         from radzoo.serving.batching import INFERENCE_LOCK
         from radzoo.zeroshot.overlay import render_overlay
 
-        if response_format not in ("png", "json"):
-            raise InputError(f"response_format must be 'png' or 'json', got {response_format!r}")
-        if not isinstance(text, str) or not text.strip():
+        if fmt not in (None, "dicom-pmap"):
+            raise InputError(f"format must be 'dicom-pmap' (or absent: response_format png/json), got {fmt!r}")
+        req = parse_request(GroundRequest, fields)
+        text, response_format = req.text, req.response_format
+        if fmt == "dicom-pmap":
+            return self.ground_dicom_pmap(req.model, decode_image_strings([req.image])[0], text)
+        if not text.strip():
             raise InputError("text must be a non-empty string")
-        entry = self._capable(model_name, "ground", "grounding")
-        images, _, _ = self._read_items([item], entry.model, "ground")
+        entry = self._capable(req.model, "ground", "grounding")
+        images, _, _ = self._read_items(decode_image_strings([req.image]), entry.model, "ground")
         with INFERENCE_LOCK:
             result = entry.model.ground(images[0], text)
         metrics.items_processed(entry.model.name, "ground", 1)
@@ -229,16 +264,18 @@ class Endpoints:
         return items[0], images[0]  # type: ignore[return-value]
 
     # ---- POST /ct_features -----------------------------------------------------------------------
-    def ct_features(self, model_name: str | None, item: Item, *, nodes: bool = True,
+    def ct_features(self, file: Path, model: str | None = None, *, nodes: bool = True,
                     require_qa: bool = False) -> dict[str, Any]:
-        """Graph-CT subject and node embeddings plus QA for one CT (NIfTI/MHA/NRRD or zipped DICOM series)."""
+        """Graph-CT subject and node embeddings plus QA for one uploaded CT (NIfTI/MHA/NRRD or zipped DICOM series)."""
         from radzoo.ct import features as ct_features
         from radzoo.ct import read_ct
         from radzoo.serving.batching import INFERENCE_LOCK
 
-        if isinstance(item, BaseException):
-            raise item
-        entry = self._capable(model_name, "ct", "lung CT features")
+        try:
+            item = Path(file).read_bytes()
+        except OSError as exc:
+            raise InputError(f"upload could not be read ({exc.strerror})") from None
+        entry = self._capable(model or None, "ct", "lung CT features")
         try:
             volume = read_ct(item)
             with INFERENCE_LOCK:

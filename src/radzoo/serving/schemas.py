@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from radzoo.errors import InputError
 
 
 class EmbeddingsRequest(BaseModel):
@@ -107,3 +109,28 @@ class EmbeddingsResponse(BaseModel):
     errors: list[ItemError] = Field(default_factory=list, description="items that failed, by input index")
     random_weights: bool = Field(description="true when the model's weights are random (tests, smoke runs)")
     runtime: str
+
+
+def parse_request(schema: type[BaseModel], fields: Any) -> Any:
+    """``fields`` validated against ``schema``; failures become one ``InputError`` naming each field."""
+    try:
+        return schema.model_validate(fields)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(p) for p in err.get("loc", ())) or "body"
+            parts.append(f"{where}: {err.get('msg')}")
+        raise InputError("invalid request: " + "; ".join(parts)) from None
+
+
+def _loose(schema: type[BaseModel], name: str) -> type[BaseModel]:
+    """The wire model: ``schema``'s fields typed ``Any``, so BentoML accepts any JSON and validation
+    happens in :func:`parse_request` with radzoo's error shape (the schema stays the documentation)."""
+    fields = {k: (Any, Field(default=None if f.is_required() else f.default, description=f.description))
+              for k, f in schema.model_fields.items()}
+    return create_model(name, **fields)
+
+
+EmbeddingsInput = _loose(EmbeddingsRequest, "EmbeddingsInput")
+ZeroShotInput = _loose(ZeroShotRequest, "ZeroShotInput")
+GroundInput = _loose(GroundRequest, "GroundInput")
