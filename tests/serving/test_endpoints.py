@@ -145,3 +145,50 @@ def test_answer_is_the_one_error_mapping():
 
     crash = answer("t", bug)
     assert crash.status_code == 500 and "secret" not in crash.body.decode()
+
+
+def test_texts_and_mixed_items(endpoints, pngs, reference):
+    texts = endpoints.embeddings({"model": PRIOR, "input": ["Edema", "Small effusion."], "input_type": "text"})
+    assert texts["output"] == "global" and texts["usage"]["texts"] == 2
+    np.testing.assert_allclose([d["embedding"] for d in texts["data"]], reference[PRIOR].embed_text(["Edema", "Small effusion."]),
+                               rtol=1e-4, atol=1e-5)
+    mixed = endpoints.embeddings({"model": MOCO, "input": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64(pngs[0])}},
+        {"type": "text", "text": "Edema"},
+    ]})
+    assert [d["index"] for d in mixed["data"]] == [0] and mixed["output"] == "trunk"
+    assert mixed["errors"][0]["index"] == 1 and "it offers: embed" in mixed["errors"][0]["message"]
+    with pytest.raises(NoUsableItemsError, match="it offers: embed") as info:
+        endpoints.embeddings({"model": MOCO, "input": "Edema", "modality": "text"})
+    assert status_for(info.value) == 422
+
+
+def test_display_is_the_decoded_image(endpoints, shared_data):
+    from PIL import Image
+
+    data = (shared_data / "dicom" / "cr_chest_RG1_J2KI.dcm").read_bytes()  # MONOCHROME1, 15-bit, 1955x1841
+    png = endpoints.display({"image": base64.b64encode(data).decode(), "max_side": 512})
+    shown = Image.open(__import__("io").BytesIO(png))
+    assert shown.mode == "L" and max(shown.size) == 512 and np.asarray(shown).std() > 10
+
+
+def test_startup_load_records_failures(serving_home, tmp_path, monkeypatch):
+    import shutil
+
+    from radzoo.serving.pool import ModelPool
+
+    home = tmp_path / "home"
+    shutil.copytree(serving_home / "models" / MOCO, home / "models" / MOCO)
+    broken = shutil.copytree(serving_home / "models" / MOCO, home / "models" / "broken")
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    monkeypatch.setenv("RADZOO_HOME", str(home))
+    pool = ModelPool(ServeSettings(models=(MOCO, "broken"), runtime="torch"))
+    assert not pool.ready()  # not decided before the start-up loads ran
+    pool.preload()
+    rows = {row["id"]: row for row in pool.describe()}
+    assert not pool.ready() and rows[MOCO]["loaded"] and rows[MOCO]["load_error"] is None
+    assert rows["broken"]["load_error"] and not rows["broken"]["loaded"]
+    (broken / "model.safetensors").write_bytes((home / "models" / MOCO / "model.safetensors").read_bytes())
+    pool.get("broken")  # repaired: the next load clears the error
+    assert pool.ready()
+    pool.close()

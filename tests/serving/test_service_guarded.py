@@ -55,7 +55,7 @@ def test_auth_required_except_probes(server, images):
 def test_random_weights_are_marked(server, images):
     rows = requests.get(server.url + "/models", headers=AUTH, timeout=30).json()["data"]
     assert [r["id"] for r in rows] == [MODEL] and rows[0]["random_weights"] is True
-    assert rows[0]["runtime"] == "auto"  # decided when the model loads (radzoo.runtimes)
+    assert rows[0]["loaded"] and rows[0]["load_error"] is None  # loaded at start-up: /readyz vouches for it
     resp = requests.post(server.url + "/v1/embeddings", json={"input": images[:1]}, headers=AUTH, timeout=120)
     assert resp.status_code == 200, resp.text
     body = resp.json()

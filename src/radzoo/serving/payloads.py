@@ -6,9 +6,8 @@ import base64
 import binascii
 import hashlib
 import re
-from typing import Any
 
-from radzoo.errors import InputError, RadzooError
+from radzoo.errors import InputError
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,", re.I)
 _WHITESPACE = re.compile(r"\s+")
@@ -52,17 +51,6 @@ def decode_image_string(value: str, index: int) -> bytes:
     if not data:
         raise InputError(f"input[{index}]: decodes to 0 bytes")
     return data
-
-
-def decode_image_strings(values: list[Any]) -> list[bytes | RadzooError]:
-    """Each value decoded, or the error that names it (per-item errors are not fatal)."""
-    items: list[bytes | RadzooError] = []
-    for index, value in enumerate(values):
-        try:
-            items.append(decode_image_string(value, index))
-        except RadzooError as exc:
-            items.append(exc)
-    return items
 
 
 def content_tag(data: bytes) -> str:

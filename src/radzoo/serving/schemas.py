@@ -1,8 +1,10 @@
 """Request and response models of the HTTP API (pydantic; they also feed the OpenAPI page).
 
 ``/v1/embeddings`` follows OpenAI's embeddings shape so existing clients work unchanged, with
-images (base64 or data URLs of DICOM/PNG/JPEG) in place of text. radzoo adds ``output`` (a named
-model output), ``errors`` (per-item failures) and ``random_weights``.
+images (base64 or data URLs of DICOM/PNG/JPEG) in place of, or beside, text; it also takes
+Infinity's ``modality`` and OpenAI-chat / vLLM ``image_url`` items (see
+:mod:`radzoo.serving.request_items`). radzoo adds ``output`` (a named model output), ``errors``
+(per-item failures) and ``random_weights``.
 """
 
 from __future__ import annotations
@@ -17,11 +19,16 @@ from radzoo.errors import InputError
 class EmbeddingsRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")  # OpenAI clients send fields we do not use
 
-    input: list[str] | str = Field(
-        description="one image or a list of images: base64 strings or data URLs (data:image/png;base64,...) "
-        "of DICOM, PNG or JPEG files"
+    input: list[str | dict[str, Any]] | str = Field(
+        description="one item or a list: images as base64 strings or data URLs (data:image/png;base64,...) of "
+        "DICOM, PNG or JPEG files (http(s) URLs only for allow-listed hosts), texts when input_type/modality is "
+        "'text', or typed items {'type': 'text', 'text': ...} / {'type': 'image_url', 'image_url': {'url': ...}}"
     )
     model: str | None = Field(default=None, description="model name (GET /models); default: the server's default model")
+    input_type: Literal["image", "text"] | None = Field(
+        default=None, description="what plain strings in input are (default image); text: image-text models only"
+    )
+    modality: Literal["image", "text"] | None = Field(default=None, description="Infinity's name for input_type")
     encoding_format: Literal["float", "base64"] = Field(
         default="float", description="'float': JSON numbers; 'base64': little-endian float32 bytes, base64-encoded"
     )
@@ -50,6 +57,13 @@ class GroundRequest(BaseModel):
     response_format: Literal["png", "json"] = Field(
         default="png", description="png: overlay image; json: the raw map on the model's feature grid"
     )
+
+
+class DisplayRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    image: str = Field(description="one image: base64 string or data URL (DICOM, PNG, JPEG)")
+    max_side: int = Field(default=1024, ge=64, le=4096, description="longest side of the PNG returned, in pixels")
 
 
 class ZeroShotItem(BaseModel):
@@ -97,6 +111,7 @@ class Usage(BaseModel):
     prompt_tokens: int = 0
     total_tokens: int = 0
     images: int = Field(description="images embedded")
+    texts: int = Field(default=0, description="texts embedded")
 
 
 class EmbeddingsResponse(BaseModel):
@@ -134,3 +149,4 @@ def _loose(schema: type[BaseModel], name: str) -> type[BaseModel]:
 EmbeddingsInput = _loose(EmbeddingsRequest, "EmbeddingsInput")
 ZeroShotInput = _loose(ZeroShotRequest, "ZeroShotInput")
 GroundInput = _loose(GroundRequest, "GroundInput")
+DisplayInput = _loose(DisplayRequest, "DisplayInput")

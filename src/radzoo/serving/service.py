@@ -4,7 +4,7 @@ Start it with ``radzoo serve`` or ``bentoml serve radzoo.serving.service:RadzooS
 come from ``RADZOO_*`` environment variables (see :mod:`radzoo.serving.settings`). Each route hands
 what it received to one ``Endpoints`` method through ``answer``, the one place errors become
 status codes; request validation and every other decision live in ``endpoints.py``. The GET
-routes (``/models``) are in ``web_routes.py``.
+routes (``/models``, the browser page at ``/``, Swagger at ``/docs``) are in ``web_routes.py``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from radzoo.serving.endpoints import Endpoints
 from radzoo.serving.guard import RequestGuard
 from radzoo.serving.http_errors import answer
 from radzoo.serving.schemas import (
+    DisplayInput,
     EmbeddingsInput,
     EmbeddingsResponse,
     GroundInput,
@@ -52,15 +53,20 @@ class RadzooService:
         import radzoo.zoo  # noqa: F401
 
         self.endpoints = Endpoints(SETTINGS)
+        self.endpoints.start()  # loads the configured models in the background; /readyz waits for them
         log.info(
             "radzoo service: models=%s runtime=%s max_loaded=%d random_weights=%s auth=%s",
             ",".join(SETTINGS.models) or "(all)", SETTINGS.runtime, SETTINGS.max_loaded_models,
             SETTINGS.random_weights, "api-key" if SETTINGS.api_key else "none",
         )
 
+    def __is_ready__(self) -> bool:
+        """/readyz: 503 until every configured model has loaded (a failed load keeps it 503)."""
+        return self.endpoints.ready()
+
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
-        self.endpoints.pool.close()
+        self.endpoints.close()
 
     @bentoml.api(route="/v1/embeddings", input_spec=EmbeddingsInput, output_spec=EmbeddingsResponse)
     def embeddings(self, **fields: Any) -> Response:
@@ -91,6 +97,11 @@ class RadzooService:
         fmt = ctx.request.query_params.get("format")
         media = "application/dicom" if fmt == "dicom-pmap" else "image/png"
         return answer("ground", self.endpoints.ground, fields, fmt, ctx=ctx, media_type=media)
+
+    @bentoml.api(route="/display", input_spec=DisplayInput)
+    def display(self, **fields: Any) -> bytes:
+        """The image as the server decoded it (windowed DICOM, not the raw bytes), as a PNG."""
+        return answer("display", self.endpoints.display, fields)
 
     @bentoml.api(route="/ct_features")
     def ct_features(
