@@ -53,3 +53,21 @@ def test_bad_texts_and_image_only_models(prior_model, shared_data: Path):
     moco = radzoo.build(tiny_specs()["tiny-random-mococxr"])
     with pytest.raises(CapabilityError, match="it offers: embed"):
         moco.embed_text(["Edema"])
+
+
+def test_cli_embed_text(prior_dir: Path, prior_model, tmp_path: Path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "texts.json"
+    texts = ["Pleural effusion, small.", "No pneumothorax."]
+    argv = [sys.executable, "-m", "radzoo.cli", "embed", "--model", str(prior_dir), "--out", str(out)]
+    done = subprocess.run(argv + [a for t in texts for a in ("--text", t)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    body = json.loads(out.read_text())
+    assert body["output"] == "global" and [item["text"] for item in body["items"]] == texts
+    np.testing.assert_allclose([item["embedding"] for item in body["items"]], prior_model.embed_text(texts),
+                               rtol=1e-5, atol=1e-6)
+    both = subprocess.run(argv + ["--text", "x", str(prior_dir)], capture_output=True, text=True, timeout=300)
+    assert both.returncode != 0 and "not both" in both.stderr
