@@ -263,3 +263,15 @@ def test_display_shows_the_decoded_dicom(server, shared_data: Path):
     assert np.abs((255 - normal) - inverted).mean() < 2  # MONOCHROME1 applied: the server's decoding, not the bytes
     resp = requests.post(server.url + "/display", json={"image": base64.b64encode(b"hello").decode()}, timeout=30)
     assert resp.status_code == 422 and "cannot read" in resp.json()["error"]["message"].lower()
+
+
+def test_request_texts_never_reach_the_log(server):
+    """A text longer than the tokenizer's limit is truncated; the log says so without quoting it."""
+    marker = "Zyxwvut Qponmlk"  # stands in for a patient's name inside a report
+    report = f"{marker} report. " + "Stable small left pleural effusion with basilar atelectasis. " * 12
+    for name in (PRIOR, LOVT):
+        resp = post(server, model=name, input=[report], input_type="text")
+        assert resp.status_code == 200, resp.text
+    log = server.log()
+    assert "truncated to the model's maximum length (text not logged)" in log
+    assert marker not in log and "Zyxwvut" not in log

@@ -49,6 +49,11 @@ def test_auth_required_except_probes(server, images):
         resp = requests.post(server.url + "/v1/embeddings", json={"input": images[:1]}, headers=headers, timeout=10)
         assert resp.status_code == 401
     assert requests.get(server.url + "/metrics", timeout=10).status_code == 401
+    # the page and Swagger load without the key (a browser cannot send it with a page load) and hold no data
+    for path in ("/", "/ui/app.js", "/ui/style.css", "/docs", "/docs.json"):
+        resp = requests.get(server.url + path, timeout=10)
+        assert resp.status_code == 200, path
+        assert KEY not in resp.text
     assert requests.get(server.url + "/models", headers={"X-API-Key": KEY}, timeout=30).status_code == 200
 
 

@@ -70,7 +70,7 @@ class RadzooService:
 
     @bentoml.api(route="/v1/embeddings", input_spec=EmbeddingsInput, output_spec=EmbeddingsResponse)
     def embeddings(self, **fields: Any) -> Response:
-        """Embed base64/data-URL images (DICOM, PNG, JPEG); OpenAI embeddings request/response shape."""
+        """Embed images (DICOM, PNG, JPEG) and texts (image-text models); OpenAI's shape, plus Infinity's and vLLM's."""
         return answer("embeddings", self.endpoints.embeddings, fields)
 
     @bentoml.api(route="/embed", output_spec=EmbeddingsResponse)
