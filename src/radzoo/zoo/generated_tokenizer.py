@@ -34,7 +34,7 @@ _ALPHABET = string.ascii_lowercase + string.digits + string.punctuation
 
 def word_list() -> list[str]:
     """The packaged radiology words (comments and blank lines dropped)."""
-    from radzoo.zoo.artifact import packaged_asset
+    from radzoo.zoo.packaged import packaged_asset
 
     lines = packaged_asset(WORD_LIST).read_text(encoding="utf-8").splitlines()
     return [w.strip() for w in lines if w.strip() and not w.startswith("#")]
