@@ -256,7 +256,7 @@ class Endpoints:
         req = parse_request(ZeroShotRequest, fields)
         raw = [req.input] if isinstance(req.input, str) else list(req.input)
         if fmt == "dicom-sr":
-            return self.zero_shot_dicom_sr(req.model, decode_image_strings(raw), labels=req.labels,
+            return self.zero_shot_dicom_sr(req.model, parse_items(raw, "image", self.fetcher), labels=req.labels,
                                            prompts=req.prompts, mode=req.mode)
         entry = self._capable(req.model, "zero_shot", "zero-shot classification")
         images, indices, errors = self._read_items(parse_items(raw, "image", self.fetcher), entry.model, "zero_shot")
@@ -289,7 +289,7 @@ class Endpoints:
         req = parse_request(GroundRequest, fields)
         text, response_format = req.text, req.response_format
         if fmt == "dicom-pmap":
-            return self.ground_dicom_pmap(req.model, decode_image_strings([req.image])[0], text)
+            return self.ground_dicom_pmap(req.model, parse_items([req.image], "image", self.fetcher)[0], text)
         if not text.strip():
             raise InputError("text must be a non-empty string")
         entry = self._capable(req.model, "ground", "grounding")
