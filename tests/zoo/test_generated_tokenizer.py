@@ -64,6 +64,16 @@ def test_generation_is_deterministic_and_cached(tmp_path, monkeypatch):
     assert {"pleural", "effusion", "observed"} <= words and len(word_list()) > 200
 
 
+def test_casing_follows_the_spec(home):
+    spec = tiny_specs()["tiny-random-lovt"]
+    lower = radzoo.build(spec)
+    cased = radzoo.build(spec.with_(text={**spec.text, "lowercase": False}))
+    assert lower.config["tokenizer"]["lowercase"] is True and cased.config["tokenizer"]["lowercase"] is False
+    tok = load_tokenizer(cased)
+    assert tok("Edema")["input_ids"] != tok("edema")["input_ids"]
+    assert tok.unk_token_id not in tok("Zygomatic XQ7 Hemithorax")["input_ids"]
+
+
 def test_real_tokenizer_given_is_kept(home, tmp_path):
     from radzoo.zoo.tiny import write_test_vocab
 
