@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from radzoo.errors import ArtifactError, InputError, ModelNotFoundError
@@ -35,6 +36,9 @@ from radzoo.zoo.registry import get_spec
 from radzoo.zoo.spec import ModelSpec
 
 log = logging.getLogger(__name__)
+
+#: The image output that lives in the text's joint space (PRIOR's and LoVT's global projection).
+JOINT_OUTPUT = "global"
 
 
 class Model(ZooModel):
@@ -52,6 +56,34 @@ class Model(ZooModel):
         from radzoo.zeroshot.grounding import ground
 
         return ground(self, image, text, method=method)
+
+    def embed_text(self, texts: str | Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Text embeddings ``(N, D)`` float32 in the joint image-text space (PRIOR, LoVT).
+
+        They compare by cosine with ``embed(images, output=JOINT_OUTPUT)``. The tokenizer (and
+        its casing) is the artifact's; texts go through the method's own text encoder, the one
+        zero-shot scoring uses (``radzoo.zeroshot``), without filling its prompt cache.
+        """
+        from radzoo.zeroshot.classify import encode_prompts
+
+        self.spec.require("text", "text embeddings")
+        items = [texts] if isinstance(texts, str) else list(texts)
+        if not items:
+            raise InputError("no texts given")
+        for i, text in enumerate(items):
+            if not isinstance(text, str) or not text.strip():
+                raise InputError(f"texts[{i}]: expected a non-empty string, got {text!r}")
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        chunks = []
+        for start in range(0, len(items), batch_size):
+            emb, _ = encode_prompts(self, items[start : start + batch_size], "embed_text", cache=False)
+            chunks.append(emb[JOINT_OUTPUT].float().cpu().numpy())
+        out = np.concatenate(chunks).astype(np.float32)
+        expected = self.spec.outputs[JOINT_OUTPUT]
+        if out.shape != (len(items), expected):
+            raise RuntimeError(f"{self.name}: text embeddings have shape {out.shape}, expected ({len(items)}, {expected})")
+        return out
 
     def encode_text(self, texts: Sequence[str], prompt_set: str = "") -> dict[str, torch.Tensor]:
         """Text embeddings of prompts in the model's joint space (cached per prompt set + texts)."""
@@ -164,9 +196,27 @@ def _build(name_or_spec: Any, *, seed: int, device: Any, tokenizer: Any, revisio
         from radzoo.zeroshot.prompts import zero_shot_section
 
         config["zero_shot"] = zero_shot_section(spec)  # default prompt set + deviation note for the card
+    if "text" in spec.capabilities and tokenizer is None:
+        from radzoo.zoo.generated_tokenizer import generated_tokenizer
+
+        # random weights have no tokenizer of their own: a generated one lets every text path run offline
+        tokenizer, config["tokenizer"] = generated_tokenizer(spec, _prompt_texts(config.get("zero_shot", {})))
     model = build_random(spec, seed=seed, device=device, tokenizer=tokenizer, config=config, cls=Model)
     assert isinstance(model, Model)
     return model
+
+
+def _prompt_texts(section: dict[str, Any]) -> list[str]:
+    """Every prompt of a ``zero_shot`` config section, templates filled with each class label."""
+    texts: list[str] = []
+    for prompt_set in section.get("prompt_sets", {}).values():
+        labels = list(prompt_set.get("classes", {}))
+        for table in ("classes", "negatives"):
+            for prompts in prompt_set.get(table, {}).values():
+                texts += [prompts] if isinstance(prompts, str) else list(prompts)
+        for templates in prompt_set.get("templates", {}).values():
+            texts += [t.replace("{label}", label) for t in templates for label in labels]
+    return texts
 
 
 def _open_weights(name_or_path: str | os.PathLike[str], revision: str | None, device: Any) -> Model:
@@ -227,4 +277,4 @@ def _load_dir(directory: Path, device: Any) -> Model:
     return model
 
 
-__all__ = ["RUNTIMES", "Model", "build", "load", "spec_of"]
+__all__ = ["JOINT_OUTPUT", "RUNTIMES", "Model", "build", "load", "spec_of"]
