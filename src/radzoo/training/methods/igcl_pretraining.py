@@ -303,18 +303,25 @@ def train_igcl(
         raise InputError("IGCL needs --radgraph FILE: the RadGraph JSON the manifest's report_id column points into")
     run = start_run(config, out, resume=resume, overwrite=overwrite)
     try:
-        return _train(run, config, data, Path(radgraph), feature_cache, features_only)
+        return _train(run, config, data, Path(radgraph), feature_cache, features_only, overwrite)
     finally:
         D.teardown(run.ctx)
 
 
-def _train(run: Run, config: IGCLConfig, data: Any, radgraph: Path, feature_cache: Any, features_only: bool) -> Path:
+def _train(run: Run, config: IGCLConfig, data: Any, radgraph: Path, feature_cache: Any, features_only: bool,
+           overwrite: bool) -> Path:
     from radzoo.io.transforms import preprocess_image
 
     pairs = read_graph_pairs(data, radgraph)
     spec = igcl_spec(config, str(data))
     if run.is_main:
         run.run_dir.mkdir(parents=True, exist_ok=True)
+        if overwrite and not run.resume:  # start over: the run's node-feature BERT and its default cache too
+            shutil.rmtree(run.run_dir / NODE_TEXT_DIR, ignore_errors=True)
+            (run.run_dir / f"{NODE_TEXT_DIR}.json").unlink(missing_ok=True)
+            if not feature_cache:
+                shutil.rmtree(run.run_dir / "node_features", ignore_errors=True)
+    D.barrier()
     tower, text_info = prepare_text_tower(run, config, pairs, spec)
     cache_dir = Path(feature_cache) if feature_cache else run.run_dir / "node_features"
     cache = prepare_features(run, tower, pairs, cache_dir)
