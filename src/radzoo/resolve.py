@@ -91,6 +91,16 @@ class Model(ZooModel):
 
         return encode_prompts(self, list(texts), prompt_set)[0]
 
+    def embed_graphs(self, entries: Any, *, batch_size: int = 16, pad_to: int | None = None,
+                     text_tower: Any = None) -> Any:
+        """IGCL report-graph embeddings ``(N, 768)`` of RadGraph entries, in the joint space of
+        the image embeddings (``radzoo.graphs.embed_graphs``; ``pad_to`` reproduces the
+        original's batch-padding effect, ``text_tower`` overrides the artifact's node-feature BERT)."""
+        self.spec.require("graph", "report-graph embeddings")
+        from radzoo.graphs.graph_embedding import embed_graphs
+
+        return embed_graphs(self, entries, batch_size=batch_size, pad_to=pad_to, text_tower=text_tower)
+
 
 def _looks_like_path(text: str) -> bool:
     return os.sep in text or text.startswith((".", "~")) or (os.altsep is not None and os.altsep in text)
