@@ -45,6 +45,7 @@ class Endpoints:
             "default_model": self.settings.resolved_default_model(),
             "max_loaded_models": self.settings.max_loaded_models,
             "runtime": self.settings.runtime,
+            "precision": self.settings.precision,
             "endpoints": list(self.ROUTES),
         }
 
@@ -96,6 +97,7 @@ class Endpoints:
             "errors": errors,
             "random_weights": bool(model.random_init),
             "runtime": entry.runtime,
+            "precision": entry.precision,
         }
 
     # ---- shared: decode items, keep per-item errors ----------------------------------------------

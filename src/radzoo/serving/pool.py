@@ -33,6 +33,7 @@ class LoadedModel:
     batcher: Batcher
     runtime: str
     load_seconds: float
+    precision: str = "fp32"
 
     def embed_batch(self, batch: Any, output: str) -> Any:
         return self.batcher.submit(batch, output)
@@ -101,6 +102,7 @@ class ModelPool:
                     "description": spec.description,
                     "random_weights": bool(self.settings.random_weights or spec.random_init),
                     "runtime": entry.runtime if entry else self.settings.runtime,
+                    "precision": entry.precision if entry else self.settings.precision,
                     "runtime_reason": entry.model.runtime.reason if entry else "decided when the model loads",
                     "capabilities": sorted(spec.capabilities),
                 }
@@ -148,13 +150,15 @@ class ModelPool:
     def _load(self, name: str) -> LoadedModel:
         settings = self.settings
         start = time.perf_counter()
-        model = load(name, device=settings.device, runtime=settings.runtime, random_weights=settings.random_weights)
+        model = load(name, device=settings.device, runtime=settings.runtime, random_weights=settings.random_weights,
+                     precision=settings.precision)
         seconds = time.perf_counter() - start
         log.info("loaded model %s (runtime %s: %s; %s) in %.2f s", name, model.runtime.name, model.runtime.reason,
                  "RANDOM weights" if model.random_init else "weights " + model.revision, seconds)
         batcher = Batcher(model.embed_batch, max_batch_size=settings.max_batch_size,
                           wait_ms=settings.batch_wait_ms, name=name)
-        return LoadedModel(name, model, batcher, model.runtime.name, seconds)
+        return LoadedModel(name, model, batcher, model.runtime.name, seconds,
+                           getattr(model.runtime, "precision", "fp32"))
 
     def close(self) -> None:
         with self._lock:
