@@ -266,10 +266,12 @@ class _Reader:
 
 @contextlib.contextmanager
 def _quiet_root_logger() -> Iterator[None]:
-    """onnxruntime's quantiser logs every copied bias at INFO on the root logger; hide that here."""
+    """onnxruntime's quantiser logs every copied bias (INFO) and every 1-D weight it cannot quantise per
+    channel (WARNING: standalone BatchNormalization scales, then quantised per tensor) on the root
+    logger; hide that here."""
     root = logging.getLogger()
     level = root.level
-    root.setLevel(max(level, logging.WARNING))
+    root.setLevel(max(level, logging.ERROR))
     try:
         yield
     finally:
