@@ -1,12 +1,16 @@
-"""Training throughput of the image-report methods on the real training loop, measured in one run.
+"""Training throughput of the pretraining methods on the real training loop, measured in one run.
 
-For each case (LoVT; PRIOR stage 1 and stage 3) and each precision and process count it runs the
+For each case (LoVT; PRIOR stage 1 and stage 3; IGCL; graph-CT patch steps) and each precision
+and process count it runs the
 real :class:`radzoo.training.loop.Trainer` (DDP under torchrun, AMP, AdamW) on synthetic
 in-memory batches (random images and token layouts of the method's shape, so reading and
 decoding do not count), and reports optimiser steps/s, images/s and peak RSS. Every
 configuration runs in its own process(es); ratios (bf16 / fp32, 2 processes / 1) come from the
 same run. Full size is the papers': ResNet-50 + BERT-base (Bio_ClinicalBERT config), global
-batch 8, 224 px.
+batch 8, 224 px for LoVT and PRIOR; CLIP ViT-B/32 + DRACON (772 node features, graphs of 12-30
+nodes with reaction nodes) at batch 16 for IGCL; the 3D patch CNN with its per-landmark queue
+(128 x 4096 x 581) at batch 128 patches for graph-CT, where "images" are 32^3 patches and MONAI's
+augmentations are excluded like decoding (``bench_graphct_data.py`` times them and the cache).
 
     python benchmarks/bench_train.py                               # full size, CPU: fp32 vs bf16, 1 vs 2 processes
     python benchmarks/bench_train.py --tiny --steps 2 --warmup 1   # smoke run (seconds)
@@ -48,6 +52,8 @@ class Case:
     describe: str
     #: args -> (method module, phases(steps_per_epoch) -> list[Phase], make_item(i) -> sample, collate)
     build: Callable[[argparse.Namespace], tuple[nn.Module, Callable[[int], list], Callable[[int], Any], Callable[[list], Any]]]
+    #: the paper's global batch (used unless --batch is given)
+    batch: int = 8
 
 
 def _text_config(tiny: bool) -> dict[str, Any]:
@@ -129,11 +135,62 @@ def _prior(stage: str) -> Callable[[argparse.Namespace], tuple]:
     return build
 
 
+def _igcl(args: argparse.Namespace) -> tuple:
+    from torch_geometric.data import Data
+
+    from radzoo.graphs.reaction_nodes import add_reaction_nodes
+    from radzoo.training.graph_hparams import IGCLConfig
+    from radzoo.training.igcl_pairs import collate_pairs
+    from radzoo.training.loop import Phase
+    from radzoo.training.methods.igcl_pretraining import IGCLMethod, igcl_spec, initial_net
+
+    config = IGCLConfig(size="tiny" if args.tiny else "full")
+    spec = igcl_spec(config, "synthetic")
+    method = IGCLMethod(initial_net(config, spec), freeze_batches=0)
+    features = int(spec.arch_args["node_features"])
+    size = int(spec.arch_args["vision_config"]["image_size"])
+
+    def make_item(i: int) -> dict[str, Any]:
+        g = torch.Generator().manual_seed(i)
+        n = 12 + i % 19  # RadGraph reports: a dozen to a few dozen entities
+        heads = torch.arange(0, n - 1, 2)
+        edges = torch.stack([heads, heads + 1])  # every other entity related: isolated ones -> reaction nodes
+        x = torch.cat([torch.randn(n, features - 4, generator=g), torch.eye(4)[torch.randint(0, 4, (n,), generator=g)]], 1)
+        graph = add_reaction_nodes(Data(x=x, edge_index=edges, edge_attr=torch.eye(3)[torch.randint(0, 3, (edges.shape[1],), generator=g)]))
+        return {"image": torch.randn(3, size, size, generator=g), "graph": graph, "replaced": 0}
+
+    def phases(steps: int) -> list:
+        return [Phase("igcl", 1, lambda p: torch.optim.AdamW(p, lr=1e-3), lambda step, epoch: 1e-3)]
+
+    return method, phases, make_item, collate_pairs
+
+
+def _graphct_patch(args: argparse.Namespace) -> tuple:
+    from radzoo.training.loop import Phase
+    from radzoo.training.methods.graphct_pretraining import PatchMoCo
+
+    queue = 64 if args.tiny else 4096
+    method = PatchMoCo(128, queue, 581, 0.999, 0.2, torch.Generator().manual_seed(0))
+    landmark = 290  # a batch holds one landmark's patches
+
+    def make_item(i: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(i)
+        return {"q": torch.rand(1, 32, 32, 32, generator=g) * 2 - 1, "k": torch.rand(1, 32, 32, 32, generator=g) * 2 - 1,
+                "loc": torch.rand(3, generator=g), "landmark": torch.tensor(landmark)}
+
+    def phases(steps: int) -> list:
+        return [Phase("patch", 1, lambda p: torch.optim.SGD(p, lr=0.03, momentum=0.9, weight_decay=1e-4), lambda step, epoch: 0.03)]
+
+    return method, phases, make_item, _stack
+
+
 #: name -> case. Other methods register here (``CASES["igcl"] = Case(...)``).
 CASES: dict[str, Case] = {
     "lovt": Case("lovt", "LoVT (global + 4 local losses, BERT layers 0-5 frozen)", _lovt),
     "prior-stage1": Case("prior-stage1", "PRIOR stage 1 (global + local alignment)", _prior("stage1")),
     "prior-stage3": Case("prior-stage3", "PRIOR stage 3 (+ SPB, 8-layer decoder, image decoder)", _prior("stage3")),
+    "igcl": Case("igcl", "IGCL (CLIP ViT-B/32 + DRACON, CLIP loss)", _igcl, batch=16),
+    "graphct-patch": Case("graphct-patch", "graph-CT patch MoCo (3D CNN, per-landmark queue)", _graphct_patch, batch=128),
 }
 
 
@@ -192,8 +249,9 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def run_one(args: argparse.Namespace, case: str, precision: str, procs: int, out: Path) -> dict[str, Any] | None:
+    batch = args.batch or CASES[case].batch
     flags = ["--worker", "--case", case, "--precision", precision, "--result", str(out), "--device", args.device,
-             "--batch", str(args.batch), "--size", str(args.size), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+             "--batch", str(batch), "--size", str(args.size), "--steps", str(args.steps), "--warmup", str(args.warmup)]
     if args.tiny:
         flags.append("--tiny")
     env = dict(os.environ)
@@ -215,7 +273,7 @@ def main() -> None:
     p.add_argument("--precisions", default="32,bf16")
     p.add_argument("--procs", default="1,2")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch", type=int, default=8, help="global batch")
+    p.add_argument("--batch", type=int, default=0, help="global batch (0 = each case's paper batch: 8, IGCL 16, graph-CT 128 patches)")
     p.add_argument("--size", type=int, default=0, help="image size (0 = 224, or 64 with --tiny)")
     p.add_argument("--steps", type=int, default=3, help="timed optimiser steps")
     p.add_argument("--warmup", type=int, default=1, help="untimed first steps")
@@ -244,11 +302,11 @@ def main() -> None:
                         results.append(r)
                         print(f"  {case:13s} {r['precision']:>4s} x{procs}: {r['steps_per_s']:.3f} steps/s, "
                               f"{r['images_per_s']:.2f} img/s, peak RSS {r['peak_rss_mb_per_process']:.0f} MB/process", flush=True)
-    size = "tiny towers" if args.tiny else "ResNet-50 + BERT-base"
-    print(f"\n{size}, global batch {args.batch}, {args.size} px, device {args.device}, {args.steps} timed steps")
-    print(f"{'case':14s} {'prec':>5s} {'procs':>5s} {'steps/s':>8s} {'img/s':>7s} {'RSS MB/proc':>11s}")
+    size = "tiny towers" if args.tiny else "full size"
+    print(f"\n{size}, {args.size} px (graph-CT: 32^3 patches), device {args.device}, {args.steps} timed steps")
+    print(f"{'case':14s} {'batch':>5s} {'prec':>5s} {'procs':>5s} {'steps/s':>8s} {'img/s':>7s} {'RSS MB/proc':>11s}")
     for r in results:
-        print(f"{r['case']:14s} {r['precision']:>5s} {r['procs']:>5d} {r['steps_per_s']:>8.3f} {r['images_per_s']:>7.2f} {r['peak_rss_mb_per_process']:>11.0f}")
+        print(f"{r['case']:14s} {r['batch']:>5d} {r['precision']:>5s} {r['procs']:>5d} {r['steps_per_s']:>8.3f} {r['images_per_s']:>7.2f} {r['peak_rss_mb_per_process']:>11.0f}")
     by = {(r["case"], r["precision"], r["procs"]): r for r in results}
     print("\nratios (same run):")
     for case in args.cases.split(","):

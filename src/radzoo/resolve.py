@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from radzoo.errors import ArtifactError, InputError, ModelNotFoundError
@@ -44,6 +45,9 @@ from radzoo.zoo.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
+#: The image output that lives in the text's joint space (PRIOR's and LoVT's global projection).
+JOINT_OUTPUT = "global"
+
 
 class Model(ZooModel):
     """What ``radzoo.load`` and ``radzoo.build`` return: a ``ZooModel`` (``embed``, ``spec``,
@@ -61,11 +65,49 @@ class Model(ZooModel):
 
         return ground(self, image, text, method=method)
 
+    def embed_text(self, texts: str | Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Text embeddings ``(N, D)`` float32 in the joint image-text space (PRIOR, LoVT).
+
+        They compare by cosine with ``embed(images, output=JOINT_OUTPUT)``. The tokenizer (and
+        its casing) is the artifact's; texts go through the method's own text encoder, the one
+        zero-shot scoring uses (``radzoo.zeroshot``), without filling its prompt cache.
+        """
+        from radzoo.zeroshot.classify import encode_prompts
+
+        self.spec.require("text", "text embeddings")
+        items = [texts] if isinstance(texts, str) else list(texts)
+        if not items:
+            raise InputError("no texts given")
+        for i, text in enumerate(items):
+            if not isinstance(text, str) or not text.strip():
+                raise InputError(f"texts[{i}]: expected a non-empty string, got {text!r}")
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        chunks = []
+        for start in range(0, len(items), batch_size):
+            emb, _ = encode_prompts(self, items[start : start + batch_size], "embed_text", cache=False)
+            chunks.append(emb[JOINT_OUTPUT].float().cpu().numpy())
+        out = np.concatenate(chunks).astype(np.float32)
+        expected = self.spec.outputs[JOINT_OUTPUT]
+        if out.shape != (len(items), expected):
+            raise RuntimeError(f"{self.name}: text embeddings have shape {out.shape}, expected ({len(items)}, {expected})")
+        return out
+
     def encode_text(self, texts: Sequence[str], prompt_set: str = "") -> dict[str, torch.Tensor]:
         """Text embeddings of prompts in the model's joint space (cached per prompt set + texts)."""
         from radzoo.zeroshot.classify import encode_prompts
 
         return encode_prompts(self, list(texts), prompt_set)[0]
+
+    def embed_graphs(self, entries: Any, *, batch_size: int = 16, pad_to: int | None = None,
+                     text_tower: Any = None) -> Any:
+        """IGCL report-graph embeddings ``(N, 768)`` of RadGraph entries, in the joint space of
+        the image embeddings (``radzoo.graphs.embed_graphs``; ``pad_to`` reproduces the
+        original's batch-padding effect, ``text_tower`` overrides the artifact's node-feature BERT)."""
+        self.spec.require("graph", "report-graph embeddings")
+        from radzoo.graphs.graph_embedding import embed_graphs
+
+        return embed_graphs(self, entries, batch_size=batch_size, pad_to=pad_to, text_tower=text_tower)
 
 
 def _looks_like_path(text: str) -> bool:
@@ -172,9 +214,27 @@ def _build(name_or_spec: Any, *, seed: int, device: Any, tokenizer: Any, revisio
         from radzoo.zeroshot.prompts import zero_shot_section
 
         config["zero_shot"] = zero_shot_section(spec)  # default prompt set + deviation note for the card
+    if "text" in spec.capabilities and tokenizer is None:
+        from radzoo.zoo.generated_tokenizer import generated_tokenizer
+
+        # random weights have no tokenizer of their own: a generated one lets every text path run offline
+        tokenizer, config["tokenizer"] = generated_tokenizer(spec, _prompt_texts(config.get("zero_shot", {})))
     model = build_random(spec, seed=seed, device=device, tokenizer=tokenizer, config=config, cls=Model)
     assert isinstance(model, Model)
     return model
+
+
+def _prompt_texts(section: dict[str, Any]) -> list[str]:
+    """Every prompt of a ``zero_shot`` config section, templates filled with each class label."""
+    texts: list[str] = []
+    for prompt_set in section.get("prompt_sets", {}).values():
+        labels = list(prompt_set.get("classes", {}))
+        for table in ("classes", "negatives"):
+            for prompts in prompt_set.get(table, {}).values():
+                texts += [prompts] if isinstance(prompts, str) else list(prompts)
+        for templates in prompt_set.get("templates", {}).values():
+            texts += [t.replace("{label}", label) for t in templates for label in labels]
+    return texts
 
 
 def _open_weights(name_or_path: str | os.PathLike[str], revision: str | None, device: Any) -> tuple[Model, bool]:
@@ -237,4 +297,4 @@ def _load_dir(directory: Path, device: Any) -> Model:
     return model
 
 
-__all__ = ["PRECISIONS", "RUNTIMES", "Model", "build", "load", "spec_of"]
+__all__ = ["JOINT_OUTPUT", "PRECISIONS", "RUNTIMES", "Model", "build", "load", "spec_of"]

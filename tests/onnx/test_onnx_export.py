@@ -23,7 +23,7 @@ EXPECTED_GRAPHS = {
     "tiny-random-mococxr": {"image_trunk", "image_proj"},
     "tiny-random-prior": {"image_trunk", "image_pooled", "image_global", "text_global"},
     "tiny-random-lovt": {"image_trunk", "image_pooled", "image_global", "text_global"},
-    "tiny-random-igcl": {"image_trunk", "image_global"},
+    "tiny-random-igcl": {"image_trunk", "image_global", "graph_global"},
     "tiny-random-graphct": {"patch_encoder", "gnn"},
 }
 

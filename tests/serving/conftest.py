@@ -22,7 +22,8 @@ import requests
 
 import radzoo
 
-TINY_SERVED = ("tiny-random-mococxr", "tiny-random-prior", "tiny-random-graphct")
+TINY_SERVED = ("tiny-random-mococxr", "tiny-random-prior", "tiny-random-lovt", "tiny-random-graphct")
+TEXT_MODELS = ("tiny-random-prior", "tiny-random-lovt")
 STARTUP_TIMEOUT_S = 120
 
 
@@ -36,7 +37,7 @@ def serving_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     specs = tiny_specs()
     vocab = write_test_vocab(home / "vocab")
     for name in TINY_SERVED:
-        extra = {"tokenizer": vocab} if name == "tiny-random-prior" else {}
+        extra = {"tokenizer": vocab} if name in TEXT_MODELS else {}
         zoo.save(radzoo.build(specs[name], **extra), home / "models" / name)
     return home
 
@@ -68,8 +69,8 @@ class Server:
 
 
 def start_server(home: Path, tmp: Path, env: dict[str, str], *, via: str = "bentoml", port: int | None = None,
-                 cli_args: list[str] | None = None) -> Server:
-    """Start the service (``bentoml serve`` or ``radzoo serve``) and wait for /readyz."""
+                 cli_args: list[str] | None = None, wait_for: str = "/readyz") -> Server:
+    """Start the service (``bentoml serve`` or ``radzoo serve``) and wait until ``wait_for`` answers 200."""
     port = port or free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("RADZOO_")}
     full_env.update({
@@ -94,7 +95,7 @@ def start_server(home: Path, tmp: Path, env: dict[str, str], *, via: str = "bent
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} during start-up:\n{server.log()[-4000:]}")
         try:
-            if requests.get(server.url + "/readyz", timeout=2).status_code == 200:
+            if requests.get(server.url + wait_for, timeout=2).status_code == 200:
                 return server
         except requests.RequestException:
             pass

@@ -34,6 +34,8 @@ def test_bentoml_build_offline(tmp_path: Path) -> None:
     src = bentos[0] / "src"
     assert (src / "radzoo" / "serving" / "service.py").is_file()
     assert (src / "radzoo" / "assets" / "graph_ct" / "atlas_patch_loc.npy").is_file()
+    assert (src / "radzoo" / "assets" / "text" / "radiology_words.txt").is_file()
+    assert {p.name for p in (src / "radzoo" / "serving" / "page").iterdir()} >= {"index.html", "app.js", "style.css"}
     assert not (src / "tests").exists() and not list(src.rglob("__pycache__"))
     meta = yaml.safe_load((bentos[0] / "bento.yaml").read_text())
     assert meta["service"] == "radzoo.serving.service:RadzooService"

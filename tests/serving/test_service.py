@@ -81,13 +81,15 @@ def assert_error(resp: requests.Response, status: int, *needles: str) -> dict:
 
 
 # ---- discovery, health, lazy loading ---------------------------------------------------------
-def test_models_lists_served_entries_before_loading(server):
+def test_models_lists_served_entries_checked_at_startup(server):
     resp = requests.get(server.url + "/models", timeout=30, allow_redirects=False)
     assert resp.status_code == 200, resp.text
     body = resp.json()
     rows = {row["id"]: row for row in body["data"]}
     assert set(rows) == {MOCO, PRIOR, GRAPHCT}
-    assert not any(row["loaded"] for row in rows.values())  # lazy: nothing loaded at start
+    # every configured model was loaded once at start-up; the default one stays (max 1 loaded)
+    assert body["ready"] is True and not any(row["load_error"] for row in rows.values())
+    assert [name for name, row in rows.items() if row["loaded"]] == [MOCO]
     moco = rows[MOCO]
     assert moco["dim"] == 512 and moco["outputs"] == {"trunk": 512, "proj": 128}
     assert moco["license"] and moco["random_weights"] is True and moco["runtime"] == "torch"

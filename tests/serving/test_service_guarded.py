@@ -49,13 +49,18 @@ def test_auth_required_except_probes(server, images):
         resp = requests.post(server.url + "/v1/embeddings", json={"input": images[:1]}, headers=headers, timeout=10)
         assert resp.status_code == 401
     assert requests.get(server.url + "/metrics", timeout=10).status_code == 401
+    # the page and Swagger load without the key (a browser cannot send it with a page load) and hold no data
+    for path in ("/", "/ui/app.js", "/ui/style.css", "/docs", "/docs.json"):
+        resp = requests.get(server.url + path, timeout=10)
+        assert resp.status_code == 200, path
+        assert KEY not in resp.text
     assert requests.get(server.url + "/models", headers={"X-API-Key": KEY}, timeout=30).status_code == 200
 
 
 def test_random_weights_are_marked(server, images):
     rows = requests.get(server.url + "/models", headers=AUTH, timeout=30).json()["data"]
     assert [r["id"] for r in rows] == [MODEL] and rows[0]["random_weights"] is True
-    assert rows[0]["runtime"] == "auto"  # decided when the model loads (radzoo.runtimes)
+    assert rows[0]["loaded"] and rows[0]["load_error"] is None  # loaded at start-up: /readyz vouches for it
     resp = requests.post(server.url + "/v1/embeddings", json={"input": images[:1]}, headers=AUTH, timeout=120)
     assert resp.status_code == 200, resp.text
     body = resp.json()

@@ -102,3 +102,25 @@ def test_batcher_propagates_errors_to_the_caller():
     with pytest.raises(InputError, match="bad output"):
         batcher.submit(np.zeros((1, 1), dtype=np.float32), "x")
     batcher.close()
+
+
+def test_url_allow_list_and_refusals():
+    from radzoo.serving.request_items import request_kind
+    from radzoo.serving.url_fetch import UrlFetcher
+
+    fetcher = UrlFetcher(ServeSettings(url_allow_hosts=("pacs.local", "img.example.org:8443", "*.hospital.org")))
+    assert fetcher.allowed("pacs.local", 80) and fetcher.allowed("PACS.local", 8080)
+    assert fetcher.allowed("img.example.org", 8443) and not fetcher.allowed("img.example.org", 443)
+    assert fetcher.allowed("xr.hospital.org", 443) and not fetcher.allowed("hospital.org.evil.com", 443)
+    assert not fetcher.allowed("evilhospital.org", 443) and not fetcher.allowed("10.0.0.1", 80)
+    for url, needle in [("ftp://pacs.local/x", "only http"), ("http://u:p@pacs.local/x", "credentials"),
+                        ("http://169.254.169.254/latest", "allow-list")]:
+        with pytest.raises(InputError, match=needle):
+            fetcher.fetch(url, 2)
+    with pytest.raises(InputError, match="not fetched"):
+        UrlFetcher(ServeSettings()).fetch("https://example.org/x.png", 0)
+    assert request_kind(None, None) == "image" and request_kind("text", None) == "text"
+    with pytest.raises(InputError, match="disagree"):
+        request_kind("text", "image")
+    env = ServeSettings(url_allow_hosts=("a", "b:1")).to_env()
+    assert env["RADZOO_URL_ALLOW_HOSTS"] == "a,b:1" and ServeSettings.from_env(env).url_allow_hosts == ("a", "b:1")

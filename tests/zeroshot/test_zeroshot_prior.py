@@ -218,9 +218,15 @@ def test_models_without_text_tower_say_so(vocab_dir: Path) -> None:
         radzoo.build(image_only).zero_shot([np.zeros((64, 64), np.uint8)], ["Edema", "Atelectasis"])
 
 
-def test_missing_tokenizer_is_a_clear_error() -> None:
+def test_missing_tokenizer_is_a_clear_error(tmp_path) -> None:
+    """Random-weight builds get a generated tokenizer; a loaded artifact without one fails clearly."""
+    import shutil
+
+    from radzoo import zoo
     from radzoo.zoo.tiny import tiny_specs
 
-    model = radzoo.build(tiny_specs()["tiny-random-prior"])  # no tokenizer=
+    model = radzoo.build(tiny_specs()["tiny-random-prior"])  # no tokenizer=: a generated one
+    assert model.config["tokenizer"]["generated"] is True
+    shutil.rmtree(zoo.save(model, tmp_path / "art") / "tokenizer")
     with pytest.raises(CapabilityError, match="no tokenizer"):
-        model.zero_shot([np.zeros((64, 64), np.uint8)])
+        radzoo.load(tmp_path / "art").zero_shot([np.zeros((64, 64), np.uint8)])

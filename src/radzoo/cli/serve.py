@@ -42,13 +42,17 @@ def register(sub: Any) -> None:
     p.add_argument("--max-items", type=int, help="images per request (default 64)")
     p.add_argument("--max-body-mb", type=float, help="request body limit in MB (default 32)")
     p.add_argument("--max-in-flight", type=int, help="concurrent requests before 429 + Retry-After (default 32)")
+    p.add_argument("--url-allow-hosts",
+                   help="comma-separated hosts (host, host:port, *.domain) whose http(s) image URLs the server may "
+                        "fetch (default: none, URLs are refused)")
+    p.add_argument("--min-image-side", type=int, help="smaller images are refused per item (default 16 px)")
     p.add_argument("--config", type=Path, help="JSON or TOML file of settings (RADZOO_SERVE_CONFIG)")
     p.set_defaults(func=_serve)
 
 
 _FLAG_SETTINGS = (
     "models", "default_model", "runtime", "precision", "device", "host", "max_loaded_models", "max_batch_size",
-    "max_items", "max_body_mb", "max_in_flight",
+    "max_items", "max_body_mb", "max_in_flight", "url_allow_hosts", "min_image_side",
 )
 
 

@@ -39,6 +39,16 @@ class TrainCommand:
     options: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = ()
     #: turns parsed args into config overrides (e.g. --init-random -> init=random)
     overrides: Callable[[argparse.Namespace, dict[str, str]], None] | None = field(default=None)
+    #: the config class as "module:Class" when it is not in ``hparams.CONFIGS``
+    config: str = ""
+
+
+def config_class(method: str) -> type:
+    """The config dataclass of ``method`` (``hparams.CONFIGS`` or the command's own ``config``)."""
+    if method in CONFIGS:
+        return CONFIGS[method]
+    module, _, name = COMMANDS[method].config.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _moco_overrides(args: argparse.Namespace, out: dict[str, str]) -> None:
@@ -92,6 +102,41 @@ COMMANDS: dict[str, TrainCommand] = {
         data_help=_PAIRED_DATA,
         options=(_VAL_DATA,),
     ),
+    "igcl": TrainCommand(
+        help="IGCL: CLIP-style image vs RadGraph report-graph contrastive pretraining",
+        description="IGCL pretraining (METHODS 4.4): CLIP ViT-B/32 image tower vs the DRACON graph encoder "
+        "over RadGraph report graphs, symmetric CLIP loss with a learnable temperature, AdamW 1e-3, image "
+        "encoder frozen for the first 20 batches, 500 pairs held out. Writes an igcl_vitb32-layout artifact "
+        "whose embed_graphs() works (it carries the node-feature BERT).",
+        train="radzoo.training.methods.igcl_pretraining:train_igcl",
+        data_help="manifest (.csv/.jsonl) with columns image and report_id (+ optional split); image paths "
+        "relative to the manifest; report_id is a key of the --radgraph file",
+        options=(
+            (("--radgraph",), {"type": Path, "required": True,
+                               "help": "RadGraph JSON (report_id -> {text, entities}) or JSON Lines"}),
+            (("--feature-cache",), {"type": Path, "default": None,
+                                    "help": "node-feature cache directory (default <out>.train/node_features)"}),
+            (("--features-only",), {"dest": "features_only", "action": "store_const", "const": True, "default": False,
+                                    "help": "prepare the node-feature BERT and cache, then stop (do this before torchrun)"}),
+        ),
+        config="radzoo.training.graph_hparams:IGCLConfig",
+    ),
+    "graphct": TrainCommand(
+        help="graph-CT: patch- and graph-level MoCo on lung CT volumes (context-aware SSL)",
+        description="graph-CT pretraining (METHODS 5.4): CT volumes go through radzoo.ct (lung mask, atlas "
+        "registration, 581 landmarks) into a patch cache once; then patch-level location-conditioned MoCo "
+        "with per-landmark queues and graph-level MoCo on the GCN alternate (SGD 0.03, cosine). Writes a "
+        "graphct_copdgene-layout artifact that `radzoo ct-features` and `radzoo extract` run.",
+        train="radzoo.training.methods.graphct_pretraining:train_graphct",
+        data_help="CT volumes: NIfTI/MHA/NRRD files, DICOM series folders, folders of them, or @list.txt",
+        options=(
+            (("--cache",), {"type": Path, "default": None,
+                            "help": "patch cache directory (default <out>.train/patch_cache); reused across runs"}),
+            (("--cache-only",), {"dest": "cache_only", "action": "store_const", "const": True, "default": False,
+                                 "help": "build (or finish) the patch cache and stop"}),
+        ),
+        config="radzoo.training.graph_hparams:GraphCTConfig",
+    ),
 }
 
 
@@ -105,7 +150,7 @@ def register(sub: Any) -> None:
     )
     methods = p.add_subparsers(dest="method", metavar="METHOD", required=True)
     for name, cmd in COMMANDS.items():
-        if name not in CONFIGS:
+        if name not in CONFIGS and not cmd.config:
             continue
         m = methods.add_parser(name, help=cmd.help, description=cmd.description)
         m.add_argument("--data", required=True, type=Path, help=cmd.data_help)
@@ -125,7 +170,7 @@ def register(sub: Any) -> None:
 
 def _add_config_options(parser: argparse.ArgumentParser, method: str) -> None:
     group = parser.add_argument_group("config keys (override --config; defaults are the paper's)")
-    for key, (default, text) in config_help(CONFIGS[method]).items():
+    for key, (default, text) in config_help(config_class(method)).items():
         flags = [f"--{key}"]
         if "_" in key:
             flags.append(f"--{key.replace('_', '-')}")
@@ -157,7 +202,7 @@ def _run(args: argparse.Namespace) -> int:
 
     cmd = COMMANDS[args.config_method]
     main = _is_main_process()
-    config = resolve_config(CONFIGS[args.config_method], args.config, _overrides(args))
+    config = resolve_config(config_class(args.config_method), args.config, _overrides(args))
     module, _, fn_name = cmd.train.partition(":")
     train = getattr(importlib.import_module(module), fn_name)
     extras = {}

@@ -35,10 +35,15 @@ def register(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_build)
 
-    p = sub.add_parser("embed", help="embed chest X-ray images (DICOM/PNG/JPEG) into a .npy/.csv/.json file")
-    p.add_argument("inputs", nargs="+",
+    p = sub.add_parser(
+        "embed", help="embed chest X-ray images (DICOM/PNG/JPEG), or texts (--text), into a .npy/.csv/.json file"
+    )
+    p.add_argument("inputs", nargs="*",
                    help="image files, folders or glob patterns; or one DICOMweb URL (rows named by their "
                         "WADO-RS path studies/S/series/R/instances/I)")
+    p.add_argument("--text", action="append", metavar="TEXT",
+                   help="embed this text instead of images (repeatable): image-text models (PRIOR, LoVT), in the "
+                        "joint space of their 'global' image output")
     p.add_argument("--out", required=True, type=Path, help="output file: .npy, .csv or .json")
     p.add_argument("--output", help="named output (default: the model's default output)")
     add_model_options(p)
@@ -119,20 +124,42 @@ def _embed(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() not in (".npy", ".csv", ".json"):
         raise InputError(f"--out must end in .npy, .csv or .json, got {args.out.name!r}")
-    pacs = dicomweb_items(args, args.inputs)
-    if pacs is None:
+    if args.text and args.inputs:
+        raise InputError("give image inputs or --text, not both (one output file holds one kind)")
+    if not args.text and not args.inputs:
+        raise InputError("nothing to embed: give image files/folders, or --text TEXT")
+    key = "text" if args.text else "path"
+    if args.text:
+        from radzoo.resolve import JOINT_OUTPUT
+
         check_no_pacs_filters(args)
-        items = [(str(p), p) for p in expand_inputs(args.inputs)]
+        if args.output not in (None, JOINT_OUTPUT):
+            raise InputError(f"text embeddings live in the joint space (output {JOINT_OUTPUT!r}), not {args.output!r}")
+        args.output = JOINT_OUTPUT
+        items: list[tuple[str, Any]] = [(text, text) for text in args.text]
     else:
-        items = pacs
+        pacs = dicomweb_items(args, args.inputs)
+        if pacs is None:
+            check_no_pacs_filters(args)
+            items = [(str(p), p) for p in expand_inputs(args.inputs)]
+        else:
+            items = pacs
     model = open_model(args)
+    if args.text:
+        model.spec.require("text", "text embeddings")
     rows, names, failed = [], [], []
+
+    def forward(batch: list[Any]) -> list[Any]:
+        if args.text:
+            return list(model.embed_text(batch))
+        return list(model.embed(batch, output=args.output, batch_size=len(batch)))
+
     step = max(1, args.batch_size)
     for start in range(0, len(items), step):
         chunk = items[start:start + step]
         if not any(isinstance(item, BaseException) for _, item in chunk):
             try:  # a whole batch per forward pass; a bad file sends its batch through one by one
-                rows.extend(model.embed([item for _, item in chunk], output=args.output, batch_size=len(chunk)))
+                rows.extend(forward([item for _, item in chunk]))
                 names.extend(name for name, _ in chunk)
                 continue
             except RadzooError:
@@ -141,7 +168,7 @@ def _embed(args: argparse.Namespace) -> int:
             try:
                 if isinstance(item, BaseException):
                     raise item
-                rows.append(model.embed([item], output=args.output)[0])
+                rows.append(forward([item])[0])
                 names.append(name)
             except RadzooError as exc:
                 failed.append((name, str(exc)))
@@ -155,19 +182,22 @@ def _embed(args: argparse.Namespace) -> int:
     if suffix == ".npy":
         with open(tmp, "wb") as fh:
             np.save(fh, emb)
-        args.out.with_suffix(".paths.txt").write_text("\n".join(names) + "\n")
+        args.out.with_suffix(f".{key}s.txt").write_text("\n".join(names) + "\n")
     elif suffix == ".csv":
-        with open(tmp, "w") as fh:
-            fh.write("path," + ",".join(f"e{i}" for i in range(emb.shape[1])) + "\n")
+        import csv
+
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow([key, *(f"e{i}" for i in range(emb.shape[1]))])
             for name, row in zip(names, emb, strict=True):
-                fh.write(name + "," + ",".join(f"{v:.7g}" for v in row) + "\n")
+                writer.writerow([name, *(f"{v:.7g}" for v in row)])
     else:
         payload = {"model": model.name, "output": model.resolve_output(args.output),
                    "random_weights": model.random_init,
-                   "items": [{"path": n, "embedding": r.tolist()} for n, r in zip(names, emb, strict=True)],
-                   "errors": [{"path": p, "error": e} for p, e in failed]}
+                   "items": [{key: n, "embedding": r.tolist()} for n, r in zip(names, emb, strict=True)],
+                   "errors": [{key: p, "error": e} for p, e in failed]}
         tmp.write_text(json.dumps(payload))
     tmp.replace(args.out)
-    print(f"embedded {len(rows)}/{len(items)} images with {model.name} "
+    print(f"embedded {len(rows)}/{len(items)} {key.replace('path', 'image')}s with {model.name} "
           f"({model.resolve_output(args.output)}, dim {emb.shape[1]}) -> {args.out}")
     return 1 if failed else 0

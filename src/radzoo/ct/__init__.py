@@ -5,6 +5,7 @@ Public API::
 
     features(source, model="graphct_copdgene", *, segmenter="auto", device=None, batch_size=64,
             registration=None, min_lung_ml=300, require_qa=False) -> CTFeatures
+    prepare_ct(source, atlas, ...) -> PreparedCT  # stages up to the networks (training caches it)
     CTFeatures (.patch_embeddings, .node_embeddings, .subject_embedding, .landmarks, .qa, .save, .load)
     segment_lungs(volume, segmenter="auto") / ThresholdLungSegmenter / LungmaskSegmenter
     register_mask_to_atlas(subject_mask, atlas_mask, settings) / RegistrationSettings
@@ -28,7 +29,15 @@ from radzoo.ct.lungs import (
     segment_lungs,
 )
 from radzoo.ct.phantom import chest_phantom
-from radzoo.ct.pipeline import CTQualityError, LungNotFoundError, check_ct, features, read_ct
+from radzoo.ct.pipeline import (
+    CTQualityError,
+    LungNotFoundError,
+    PreparedCT,
+    check_ct,
+    features,
+    prepare_ct,
+    read_ct,
+)
 from radzoo.ct.register import Registration, RegistrationSettings, register_mask_to_atlas
 from radzoo.ct.resample import IsotropicSampler, isotropic_grid
 
@@ -43,6 +52,7 @@ __all__ = [
     "LungNotFoundError",
     "LungSegmenter",
     "LungmaskSegmenter",
+    "PreparedCT",
     "Registration",
     "RegistrationSettings",
     "ThresholdLungSegmenter",
@@ -56,6 +66,7 @@ __all__ = [
     "lungmask_available",
     "map_landmarks",
     "overlap_adjacency",
+    "prepare_ct",
     "read_ct",
     "register_mask_to_atlas",
     "segment_lungs",

@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -135,33 +136,46 @@ def _segment(volume: Volume, seg: LungSegmenter) -> tuple[Volume, list[str]]:
     return mask, list(getattr(seg, "warnings", []) or [])
 
 
-def features(
+@dataclass
+class PreparedCT:
+    """A CT brought onto the atlas, up to (not including) the networks: what ``features`` encodes
+    and what graph-CT training caches (``radzoo.training.ct_patch_cache``)."""
+
+    label: str
+    sampler: IsotropicSampler  # lazy B-spline evaluation of the 1 mm grid (raw HU)
+    landmarks: np.ndarray  # subject LPS mm of the 581 atlas landmark corners
+    corners: np.ndarray  # int64 [581, 3] (x, y, z) 1 mm grid indices: the patch corners
+    lung_fraction: np.ndarray  # float32 [581]: share of each patch inside the subject lungs
+    right_ml: float
+    left_ml: float
+    registration: Any
+    settings: RegistrationSettings
+    warnings: list[str]
+    segmenter: Any
+    timings: dict[str, float]
+
+    def qa(self) -> dict[str, Any]:
+        """The QA report (``passed``, ``failures``, volumes, registration, timings so far)."""
+        return _qa(self.right_ml, self.left_ml, self.registration, self.settings, self.lung_fraction,
+                   self.corners, self.warnings, self.segmenter, self.timings)
+
+
+def prepare_ct(
     source: Any,
-    model: Any = "graphct_copdgene",
+    atlas: Any,
     *,
     segmenter: str | LungSegmenter = "auto",
-    device: Any = None,
-    batch_size: int = 64,
     registration: RegistrationSettings | None = None,
     min_lung_ml: float = 300.0,
-    require_qa: bool = False,
-) -> CTFeatures:
-    """Graph-CT embeddings of one lung CT (see module docstring for the stages).
+    timings: dict[str, float] | None = None,
+) -> PreparedCT:
+    """Read, segment and register one CT and map the atlas landmarks into it (stages 1-4).
 
-    ``model``: a registry name or artifact directory (opened with ``radzoo.load``), or a loaded
-    model. Raises :class:`LungNotFoundError` when fewer than ``min_lung_ml`` of lung are
-    found; other QA failures (poor registration, patches off the lungs) set ``qa["passed"]``
-    to False, or raise :class:`CTQualityError` with ``require_qa=True``.
+    Raises :class:`LungNotFoundError` when fewer than ``min_lung_ml`` of lung are found.
     """
-
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    timings: dict[str, float] = {}
-    zmodel = resolve_model(model, device)
-    atlas = load_atlas(zmodel.assets)
+    timings = {} if timings is None else timings
     seg = get_segmenter(segmenter)
     settings = registration or RegistrationSettings()
-
     with _timed(timings, "read"):
         volume = read_ct(source)
     label = str(volume.metadata.get("source", "<volume>"))
@@ -185,13 +199,42 @@ def features(
     landmarks = map_landmarks(atlas, reg.transform)
     corners = sampler.grid.physical_to_index(landmarks)
     lung_fraction = patch_mask_fraction(mask, sampler.grid, corners, PATCH_SIZE).astype(np.float32)
+    return PreparedCT(label, sampler, landmarks, corners, lung_fraction, right_ml, left_ml, reg, settings,
+                      warnings, seg, timings)
+
+
+def features(
+    source: Any,
+    model: Any = "graphct_copdgene",
+    *,
+    segmenter: str | LungSegmenter = "auto",
+    device: Any = None,
+    batch_size: int = 64,
+    registration: RegistrationSettings | None = None,
+    min_lung_ml: float = 300.0,
+    require_qa: bool = False,
+) -> CTFeatures:
+    """Graph-CT embeddings of one lung CT (see module docstring for the stages).
+
+    ``model``: a registry name or artifact directory (opened with ``radzoo.load``), or a loaded
+    model. Raises :class:`LungNotFoundError` when fewer than ``min_lung_ml`` of lung are
+    found; other QA failures (poor registration, patches off the lungs) set ``qa["passed"]``
+    to False, or raise :class:`CTQualityError` with ``require_qa=True``.
+    """
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    zmodel = resolve_model(model, device)
+    atlas = load_atlas(zmodel.assets)
+    get_segmenter(segmenter)  # refuse an unknown segmenter before reading anything
+    prep = prepare_ct(source, atlas, segmenter=segmenter, registration=registration, min_lung_ml=min_lung_ml)
+    timings, corners, label = prep.timings, prep.corners, prep.label
     adjacency = overlap_adjacency(corners, PATCH_SIZE)
     edges = edge_index(adjacency, EDGE_THRESHOLD)
 
     transform = zmodel.transform
     runtime = zmodel.runtime  # torch or onnxruntime, at the precision radzoo.load chose
     patch_emb = np.empty((len(corners), zmodel.net.patch_encoder.conv4.out_channels), dtype=np.float32)
-    batches = iter_patch_batches(sampler, corners, batch_size, PATCH_SIZE, transform=transform)
+    batches = iter_patch_batches(prep.sampler, corners, batch_size, PATCH_SIZE, transform=transform)
     while True:
         with _timed(timings, "patches"):
             item = next(batches, None)
@@ -202,9 +245,10 @@ def features(
             patch_emb[start:start + len(batch)] = runtime.encode_patches(batch)
     with _timed(timings, "graph"):
         nodes = np.asarray(runtime.encode_graph(patch_emb, edges), dtype=np.float32)
-    del sampler
+    lung_fraction, landmarks = prep.lung_fraction, prep.landmarks
+    qa = prep.qa()
+    del prep
 
-    qa = _qa(right_ml, left_ml, reg, settings, lung_fraction, corners, warnings, seg, timings)
     features = CTFeatures(
         patch_embeddings=patch_emb,
         node_embeddings=nodes,

@@ -65,13 +65,32 @@ class DraconEncoder(nn.Module):
         self.fcn = _Layers(nn.Sequential(*fc))
 
     def forward(
-        self, x: torch.Tensor, edge_index: torch.Tensor, edge_type: torch.Tensor, batch: torch.Tensor
+        self,
+        x: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_type: torch.Tensor,
+        batch: torch.Tensor,
+        *,
+        mask_padding: bool = False,
+        pad_to: int | None = None,
     ) -> torch.Tensor:
+        """Graph vectors ``[num_graphs, graph_hidden]``.
+
+        By default the original's quirk: graphs are padded to the batch's largest graph and the
+        zero padding nodes take part in attention, so a graph's vector depends on its batch.
+        ``pad_to`` pads to that many nodes instead (reproducing a batch whose largest graph had
+        ``pad_to`` nodes); ``mask_padding=True`` keeps padding out of attention, which equals the
+        original on a batch of one graph and makes each graph's vector independent of its batch.
+        """
         for conv in self.rgcn.layers:
             x = torch.relu(conv(x, edge_index, edge_type))
-        dense, real = to_dense_batch(x, batch)  # padded zero nodes take part in attention (quirk)
+        if pad_to is not None:
+            largest = int(torch.bincount(batch).max()) if batch.numel() else 0
+            if pad_to < largest:
+                raise ValueError(f"pad_to={pad_to} is smaller than the largest graph ({largest} nodes)")
+        dense, real = to_dense_batch(x, batch, max_num_nodes=pad_to)
         for layer in self.trans.layers:
-            dense = layer(dense)
+            dense = layer(dense, src_key_padding_mask=~real) if mask_padding else layer(dense)
         real_f = real.to(dense.dtype).unsqueeze(-1)
         pooled = (dense * real_f).sum(1) / real_f.sum(1).clamp_min(1.0)
         return self.fcn.layers(pooled)
@@ -117,7 +136,17 @@ class IGCLNet(EncoderNet):
         return pooled if output == "trunk" else self.image_proj(pooled)
 
     def encode_graph(
-        self, x: torch.Tensor, edge_index: torch.Tensor, edge_type: torch.Tensor, batch: torch.Tensor
+        self,
+        x: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_type: torch.Tensor,
+        batch: torch.Tensor,
+        *,
+        mask_padding: bool = False,
+        pad_to: int | None = None,
     ) -> torch.Tensor:
-        """Graph embedding (768) of a batch of report graphs; ``edge_type`` = argmax of the edge one-hot."""
-        return self.graph_proj(self.graph_backbone(x, edge_index, edge_type, batch))
+        """Graph embedding (768) of a batch of report graphs; ``edge_type`` = argmax of the edge
+        one-hot. ``mask_padding`` / ``pad_to``: see ``DraconEncoder.forward``."""
+        return self.graph_proj(
+            self.graph_backbone(x, edge_index, edge_type, batch, mask_padding=mask_padding, pad_to=pad_to)
+        )

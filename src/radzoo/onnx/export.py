@@ -8,10 +8,11 @@ weak spot, shapes frozen into constants, is exactly what the parity check catche
 is run by onnxruntime on two input sets of different sizes along each dynamic axis and compared
 with the canonical torch computation. Above ``parity_tol`` the export fails and nothing is written.
 
-Not exported: IGCL's DRACON graph encoder (RGCN + ``to_dense_batch`` builds a padded batch
-whose width is data dependent, so a traced graph would only be valid for the traced graph
-sizes; IGCL's image encoder, the part the zoo serves, is exported). LoVT's and PRIOR's local
-(token/region) outputs are not exported: the zoo's ``embed`` API serves global outputs.
+IGCL's DRACON graph encoder (RGCN + ``to_dense_batch``, data-dependent widths) is exported in a
+padded form: graphs laid out on a fixed node count with masks (``onnx.graphs.IGCLGraphDense``),
+parity-checked against the sparse torch encoder with and without the original's unmasked padding.
+LoVT's and PRIOR's local (token/region) outputs are not exported: the zoo's ``embed`` API serves
+global outputs.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def export_model(
     in ``config.json`` (``radzoo.artifacts.export_artifact`` does this for a directory).
 
     ``outputs`` selects graphs by graph name (``image_trunk``, ``text_global``, ``patch_encoder``,
-    ``gnn``) or image output name (``trunk``); ``None`` exports all. Graphs already exported from
+    ``gnn``, ``graph_global``) or image output name (``trunk``); ``None`` exports all. Graphs already exported from
     the same weights and not selected are kept, and so are precision variants (int8) of kept
     graphs. Returns the new ``onnx`` config section.
     Writes atomically under the artifact's export lock (a concurrent ``radzoo.load`` exporting the

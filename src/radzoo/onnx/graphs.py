@@ -29,7 +29,7 @@ class GraphDef:
     """One exportable graph: ``file`` is relative to the artifact directory."""
 
     name: str
-    kind: str  # "image", "text", "patch_encoder", "gnn"
+    kind: str  # "image", "text", "patch_encoder", "gnn", "graph" (IGCL report graphs)
     module: nn.Module
     input_names: list[str]
     output_names: list[str]
@@ -126,6 +126,74 @@ class GraphNetGraph(nn.Module):
         return self.net.encode_graph(patch_embeddings, edge_index)
 
 
+#: Node count the IGCL graph encoder is exported for (RadGraph reports rarely exceed ~60 entities;
+#: dummy and reaction nodes add at most one per entity plus one).
+IGCL_GRAPH_NODES = 128
+
+
+class IGCLGraphDense(nn.Module):
+    """IGCL's DRACON graph encoder + projection on graphs padded to a fixed node count.
+
+    ``to_dense_batch`` and RGCN's per-relation scatter are data dependent, so the exported graph
+    takes the padded layout of ``radzoo.graphs.dense_graph_inputs`` instead: node features
+    ``x [B, N, F]``, per-relation edge counts ``adjacency [B, R, N, N]`` (``A[b, r, i, j]`` = edges
+    j -> i of type r), ``node_mask [B, N]`` (real nodes) and ``attend_mask [B, N]`` (positions that
+    take part in attention). RGCN's per-relation mean is ``(A_r @ x) / max(deg_r, 1) @ W_r``, plus
+    the root term and bias; padded rows are zeroed after the RGCN as ``to_dense_batch`` pads with
+    zeros. ``attend_mask == node_mask`` gives each graph's own embedding (``mask_padding=True``);
+    ``attend_mask`` = the first ``k`` positions reproduces the original's unmasked padding of a
+    batch whose largest graph has ``k`` nodes (``pad_to=k``). Parity is checked against
+    ``IGCLNet.encode_graph`` on the sparse graphs for both.
+    """
+
+    def __init__(self, net: EncoderNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self, x: torch.Tensor, adjacency: torch.Tensor, node_mask: torch.Tensor, attend_mask: torch.Tensor
+    ) -> torch.Tensor:
+        backbone = self.net.graph_backbone
+        h = x
+        degree = adjacency.sum(dim=-1, keepdim=True).clamp(min=1.0)
+        for conv in backbone.rgcn.layers:
+            mean = torch.matmul(adjacency, h.unsqueeze(1)) / degree  # [B, R, N, F]
+            h = torch.relu(torch.einsum("brnf,rfo->bno", mean, conv.weight) + h @ conv.root + conv.bias)
+        h = h * node_mask.unsqueeze(-1)
+        ignore = attend_mask < 0.5
+        for layer in backbone.trans.layers:
+            attn, _ = nn.MultiheadAttention.forward(
+                layer.self_attn, h, h, h.clone(), key_padding_mask=ignore, need_weights=True
+            )
+            h = layer.norm1(h + attn)
+            h = layer.norm2(h + layer.linear2(torch.relu(layer.linear1(h))))
+        weights = node_mask.unsqueeze(-1)
+        pooled = (h * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return self.net.graph_proj(backbone.fcn.layers(pooled))
+
+    def reference(
+        self, x: torch.Tensor, adjacency: torch.Tensor, node_mask: torch.Tensor, attend_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """``IGCLNet.encode_graph`` on the same graphs as sparse torch_geometric batches."""
+        xs, edges, types, batch = [], [], [], []
+        offset = 0
+        for b in range(x.shape[0]):
+            n = int(node_mask[b].sum())
+            xs.append(x[b, :n])
+            r, dst, src = torch.nonzero(adjacency[b, :, :n, :n], as_tuple=True)
+            counts = adjacency[b, r, dst, src].long()
+            edges.append(torch.stack([src, dst]).repeat_interleave(counts, dim=1) + offset)
+            types.append(r.repeat_interleave(counts))
+            batch.append(torch.full((n,), b, dtype=torch.long, device=x.device))
+            offset += n
+        own = bool(torch.equal(attend_mask, node_mask))
+        pad_to = None if own else int(attend_mask[0].sum())
+        return self.net.encode_graph(
+            torch.cat(xs), torch.cat(edges, dim=1), torch.cat(types), torch.cat(batch),
+            mask_padding=own, pad_to=pad_to,
+        )
+
+
 # ---- parity inputs ------------------------------------------------------------------------------
 
 
@@ -162,6 +230,28 @@ def _random_graph(nodes: int, edges: int, seed: int) -> np.ndarray:
     a = rng.integers(0, nodes, size=edges)
     b = rng.integers(0, nodes, size=edges)
     return np.concatenate([np.stack([a, b]), np.stack([b, a])], axis=1).astype(np.int64)
+
+
+def _report_graphs(sizes: list[int], features: int, seed: int, pad_to: int | None) -> tuple[np.ndarray, ...]:
+    """Dense IGCL graph inputs (``IGCLGraphDense``) for random graphs of these node counts: a
+    chain of relation edges (types 0-2) plus a few type-3 (reaction) edges per graph."""
+    rng = _rng(seed)
+    n_max = IGCL_GRAPH_NODES
+    b = len(sizes)
+    x = np.zeros((b, n_max, features), dtype=np.float32)
+    adj = np.zeros((b, 4, n_max, n_max), dtype=np.float32)
+    node = np.zeros((b, n_max), dtype=np.float32)
+    for i, n in enumerate(sizes):
+        x[i, :n] = rng.standard_normal((n, features))
+        for j in range(n - 1):
+            adj[i, rng.integers(0, 3), j + 1, j] += 1.0
+        for _ in range(n // 2):
+            a, c = rng.integers(0, n, size=2)
+            adj[i, 3, a, c] += 1.0
+            adj[i, 3, c, a] += 1.0
+        node[i, :n] = 1.0
+    attend = node.copy() if pad_to is None else (np.arange(n_max)[None, :] < pad_to).astype(np.float32).repeat(b, 0)
+    return x, adj, node, attend
 
 
 # ---- the graphs of a model ---------------------------------------------------------------------
@@ -232,8 +322,25 @@ def graph_defs(model: ZooModel) -> list[GraphDef]:
         module = LoVTReportGlobal(net)
         names = ["input_ids", "attention_mask", "sentence_index"]
         sentences = True
+    elif spec.method == "igcl":
+        features = int(spec.arch_args["node_features"])
+        names = ["x", "adjacency", "node_mask", "attend_mask"]
+        defs.append(
+            GraphDef(
+                name="graph_global",
+                kind="graph",
+                module=IGCLGraphDense(net),
+                input_names=names,
+                output_names=[EMBEDDING],
+                dynamic_axes={**{n: {0: "batch"} for n in names}, EMBEDDING: {0: "batch"}},
+                # own-graph attention on 2 graphs; the original's padding (to 17 nodes) on 3 graphs
+                parity_inputs=[_report_graphs([6, 11], features, 20, None), _report_graphs([17, 3, 9], features, 21, 17)],
+                extra={"max_nodes": IGCL_GRAPH_NODES},
+            )
+        )
+        return defs
     else:
-        return defs  # IGCL's graph encoder is not exported (see radzoo.onnx.export docs)
+        return defs
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     defs.append(
         GraphDef(

@@ -329,6 +329,11 @@ class OnnxRuntime:
             feeds["sentence_index"] = _int64(sentence_index)
         return self._run("text_global", feeds)
 
+    def encode_report_graphs(self, x: Any, adjacency: Any, node_mask: Any, attend_mask: Any) -> np.ndarray:
+        """IGCL: graph embeddings from padded graphs (``radzoo.graphs.dense_graph_inputs``)."""
+        feeds = {"x": x, "adjacency": adjacency, "node_mask": node_mask, "attend_mask": attend_mask}
+        return self._run("graph_global", {k: _float32(v) for k, v in feeds.items()})
+
     def encode_patches(self, patches: Any) -> np.ndarray:
         """graph-CT: ``[N, 1, 32, 32, 32]`` normalised patches -> ``[N, 128]``."""
         return self._run("patch_encoder", {"patches": _float32(patches)})

@@ -171,17 +171,20 @@ def _verify_onnx(model: ZooModel, golden: dict[str, Any], report: VerifyReport, 
             finally:
                 model.use_runtime(previous)
     if "text_global" in graphs:
-        attempt("text_global", lambda: {"text_global (vs torch)": _text_parity(model, runtime)})
+        attempt("text_global", lambda: {"text_global (vs torch)": _torch_parity(model, "text_global", runtime.encode_text)})
+    if "graph_global" in graphs:
+        attempt("graph_global",
+                lambda: {"graph_global (vs torch)": _torch_parity(model, "graph_global", runtime.encode_report_graphs)})
 
 
-def _text_parity(model: ZooModel, runtime: Any) -> float:
-    """Text graphs have no stored golden outputs: compare them with the torch text tower instead."""
+def _torch_parity(model: ZooModel, name: str, run: Any) -> float:
+    """Text and report-graph graphs have no stored golden outputs: compare them with torch instead."""
     from radzoo.onnx.graphs import graph_defs, reference_outputs
 
-    graph = next(d for d in graph_defs(model) if d.name == "text_global")
+    graph = next(d for d in graph_defs(model) if d.name == name)
     worst = 0.0
     for inputs in graph.parity_inputs:
         ref = reference_outputs(graph, inputs, model.device)
-        got = runtime.encode_text(*inputs)
+        got = run(*inputs)
         worst = max(worst, _max_diff(ref, got))
     return worst

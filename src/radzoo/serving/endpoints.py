@@ -1,15 +1,20 @@
-"""What each HTTP endpoint does, free of BentoML: plain inputs in, JSON-ready dicts out.
+"""What each HTTP endpoint does, free of BentoML: request fields in, JSON-ready dicts (or PNG bytes) out.
 
-The service layer only parses HTTP and turns these results (or raised ``RadzooError``s) into
-responses, so the logic is testable in-process and the BentoML layer stays thin. Decoding is
-``radzoo.io.read_image``; preprocessing and inference are ``ZooModel.prepare`` and
-``embed_batch`` (via the pool's batcher). Nothing here re-implements either.
+One public method per route takes what the HTTP layer received (the JSON body's fields, or the
+multipart uploads' paths) and returns the answer or raises a ``RadzooError``;
+``http_errors.answer`` turns either into a response. So every behaviour is testable in-process
+and ``service.py`` stays a list of routes. Decoding is ``radzoo.io.read_image``; preprocessing and
+inference are ``Model.prepare`` and ``embed_batch`` (via the pool's batcher). Nothing here
+re-implements either.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,28 +24,52 @@ from radzoo.serving import metrics
 from radzoo.serving.http_errors import NoUsableItemsError, PayloadTooLargeError, item_error
 from radzoo.serving.payloads import content_tag
 from radzoo.serving.pool import ModelPool
+from radzoo.serving.request_items import Item, TextItem, image_bytes, parse_items, request_kind
+from radzoo.serving.schemas import (
+    DisplayRequest,
+    EmbeddingsRequest,
+    GroundRequest,
+    ZeroShotRequest,
+    parse_request,
+)
 from radzoo.serving.settings import ServeSettings
+from radzoo.serving.url_fetch import UrlFetcher
 
 log = logging.getLogger(__name__)
-
-#: An item handed to ``embed``: the file's bytes, or the error met while extracting them.
-Item = bytes | RadzooError
 
 
 class Endpoints:
     """The server's operations over one :class:`ModelPool`."""
 
     #: Routes the service exposes (listed by GET /models so clients can discover them).
-    ROUTES = ("/v1/embeddings", "/embed", "/zero_shot", "/ground", "/ct_features", "/models")
+    ROUTES = ("/v1/embeddings", "/embed", "/zero_shot", "/ground", "/display", "/ct_features", "/models")
 
     def __init__(self, settings: ServeSettings, pool: ModelPool | None = None) -> None:
         self.settings = settings
         self.pool = pool or ModelPool(settings)
+        self.fetcher = UrlFetcher(settings)
+        for name in _TEXT_LOGGERS:
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, _NoRequestText) for f in logger.filters):
+                logger.addFilter(_NoRequestText())
+
+    # ---- start-up, readiness, shutdown ---------------------------------------------------------
+    def start(self) -> None:
+        """Load the configured models in the background; ``ready()`` answers once they are checked."""
+        threading.Thread(target=self.pool.preload, name="radzoo-preload", daemon=True).start()
+
+    def ready(self) -> bool:
+        return self.pool.ready()
+
+    def close(self) -> None:
+        self.pool.close()
 
     # ---- GET /models -------------------------------------------------------------------------
     def models(self) -> dict[str, Any]:
         return {
             "object": "list",
+            "ready": self.ready(),
+            "startup_checked": self.pool.preloaded.is_set(),
             "data": self.pool.describe(),
             "default_model": self.settings.resolved_default_model(),
             "max_loaded_models": self.settings.max_loaded_models,
@@ -50,6 +79,26 @@ class Endpoints:
         }
 
     # ---- POST /v1/embeddings and /embed ---------------------------------------------------------
+    def embeddings(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /v1/embeddings: images and/or texts in any accepted shape (see ``request_items``)."""
+        req = parse_request(EmbeddingsRequest, fields)
+        raw = [req.input] if isinstance(req.input, (str, dict)) else list(req.input)
+        kind = request_kind(req.input_type, req.modality)
+        return self.embed(req.model, parse_items(raw, kind, self.fetcher), output=req.output,
+                          encoding_format=req.encoding_format, endpoint="embeddings")
+
+    def embed_uploads(self, files: list[Path], model: str | None = None, output: str | None = None) -> dict[str, Any]:
+        """POST /embed: multipart uploads; results by upload order (file names are neither echoed nor logged)."""
+        if not files:
+            raise InputError("no files uploaded: send one or more images in the multipart field 'files'")
+        items: list[Item] = []
+        for index, path in enumerate(files):
+            try:
+                items.append(Path(path).read_bytes())
+            except OSError as exc:
+                items.append(InputError(f"files[{index}]: upload could not be read ({exc.strerror})"))
+        return self.embed(model or None, items, output=output, endpoint="embed")
+
     def embed(
         self,
         model_name: str | None,
@@ -59,8 +108,92 @@ class Endpoints:
         encoding_format: str = "float",
         endpoint: str = "embeddings",
     ) -> dict[str, Any]:
-        """Embeddings of every usable item; failed items are reported by index, not fatal."""
+        """Embeddings of every usable item, images and texts; failed items are reported by index, not fatal.
 
+        With text items an image-text model answers in its joint space (output ``global``) for
+        images too, so every vector of the answer is comparable; a model without a text tower
+        reports each text item as an error naming what it can do.
+        """
+        from radzoo.resolve import JOINT_OUTPUT
+
+        self._check_count(items)
+        if encoding_format not in ("float", "base64"):
+            raise InputError(f"encoding_format must be 'float' or 'base64', got {encoding_format!r}")
+        entry = self.pool.get(self.pool.check_served(model_name))
+        model = entry.model
+        texts = [(i, item.text) for i, item in enumerate(items) if isinstance(item, TextItem)]
+        others = [(i, item) for i, item in enumerate(items) if not isinstance(item, TextItem)]
+        if others:
+            model.spec.require("embed", "2D image embeddings (CT volumes go to /ct_features)")
+        joint = bool(texts) and "text" in model.capabilities
+        if joint and output not in (None, JOINT_OUTPUT):
+            raise InputError(f"text embeddings live in the joint space (output {JOINT_OUTPUT!r}); "
+                             f"requests with text items cannot ask for output {output!r}")
+        out_name = model.resolve_output(JOINT_OUTPUT if joint else output)
+
+        images, indices, errors = self._decode(others, model, endpoint)
+        vectors: dict[int, np.ndarray] = {}
+        if images:
+            rows = entry.embed_batch(model.prepare(images).numpy(), out_name)
+            vectors.update(zip(indices, rows, strict=True))
+        if texts:
+            vectors.update(self._embed_texts(model, texts, errors, endpoint))
+        if not vectors:
+            first = errors[0]["message"] if errors else "no usable input"
+            more = f" (and {len(errors) - 1} more, see 'errors')" if len(errors) > 1 else ""
+            raise NoUsableItemsError(f"none of the {len(items)} inputs could be used: {first}{more}", errors)
+        metrics.items_processed(model.name, endpoint, len(vectors))
+        data = [{"object": "embedding", "index": i, "embedding": _vector(vectors[i], encoding_format)}
+                for i in sorted(vectors)]
+        n_texts = sum(1 for i, _ in texts if i in vectors)
+        return {
+            "object": "list",
+            "data": data,
+            "model": model.name,
+            "output": out_name,
+            "dim": int(model.outputs[out_name]),
+            "usage": {"prompt_tokens": 0, "total_tokens": 0, "images": len(vectors) - n_texts, "texts": n_texts},
+            "errors": sorted(errors, key=lambda e: e["index"]),
+            "random_weights": bool(model.random_init),
+            "runtime": entry.runtime,
+            "precision": entry.precision,
+        }
+
+    def _embed_texts(self, model: Any, texts: list[tuple[int, str]], errors: list[dict[str, Any]],
+                     endpoint: str) -> dict[int, np.ndarray]:
+        """Joint-space vectors of the text items (appending their errors); texts are never logged."""
+        from radzoo.serving.batching import INFERENCE_LOCK
+
+        try:
+            model.spec.require("text", "text embeddings")
+            with INFERENCE_LOCK:
+                rows = model.embed_text([t for _, t in texts])
+        except RadzooError as exc:
+            errors += [item_error(i, exc) for i, _ in texts]
+            metrics.error(endpoint, type(exc).__name__, len(texts))
+            return {}
+        return {i: row for (i, _), row in zip(texts, rows, strict=True)}
+
+    # ---- POST /display -------------------------------------------------------------------------
+    def display(self, fields: Mapping[str, Any]) -> bytes:
+        """The image as the server decoded it (DICOM: modality/VOI LUT applied), as an 8-bit PNG."""
+        import io
+
+        from PIL import Image as PILImage
+
+        from radzoo.io import read_image
+
+        req = parse_request(DisplayRequest, fields)
+        image = read_image(image_bytes(req.image, 0, self.fetcher), max_pixels=self.settings.max_pixels)
+        pixels = np.clip(np.nan_to_num(np.asarray(image.pixels, dtype=np.float32)), 0.0, 1.0)
+        picture = PILImage.fromarray(np.round(pixels * 255).astype(np.uint8), mode="L")
+        picture.thumbnail((req.max_side, req.max_side), PILImage.Resampling.LANCZOS)
+        out = io.BytesIO()
+        picture.save(out, format="PNG")
+        return out.getvalue()
+
+    # ---- shared: decode items, keep per-item errors ----------------------------------------------
+    def _check_count(self, items: list[Any]) -> None:
         if not items:
             raise InputError("no images in the request: send at least one")
         if len(items) > self.settings.max_items:
@@ -68,57 +201,36 @@ class Endpoints:
                 f"{len(items)} images in one request exceeds the server limit of {self.settings.max_items} "
                 "(RADZOO_MAX_ITEMS); split the request"
             )
-        if encoding_format not in ("float", "base64"):
-            raise InputError(f"encoding_format must be 'float' or 'base64', got {encoding_format!r}")
-        entry = self.pool.get(self.pool.check_served(model_name))
-        model = entry.model
-        model.spec.require("embed", "2D image embeddings (CT volumes go to /ct_features)")
-        out_name = model.resolve_output(output)
 
-        images, indices, errors = self._read_items(items, model, endpoint)
-        batch = model.prepare(images).numpy()
-        embeddings = entry.embed_batch(batch, out_name)
-        metrics.items_processed(model.name, endpoint, len(indices))
-        data = []
-        for row, index in zip(embeddings, indices, strict=True):
-            vector: list[float] | str
-            if encoding_format == "base64":
-                vector = base64.b64encode(np.asarray(row, dtype="<f4").tobytes()).decode("ascii")
-            else:
-                vector = row.tolist()
-            data.append({"object": "embedding", "index": index, "embedding": vector})
-        return {
-            "object": "list",
-            "data": data,
-            "model": model.name,
-            "output": out_name,
-            "dim": int(embeddings.shape[1]),
-            "usage": {"prompt_tokens": 0, "total_tokens": 0, "images": len(indices)},
-            "errors": errors,
-            "random_weights": bool(model.random_init),
-            "runtime": entry.runtime,
-            "precision": entry.precision,
-        }
-
-    # ---- shared: decode items, keep per-item errors ----------------------------------------------
     def _read_items(self, items: list[Item], model: Any, endpoint: str) -> tuple[list[Any], list[int], list[dict[str, Any]]]:
-        """Decoded images (checked against the model's modality) plus per-item errors."""
+        """Decoded images of a request (at least one, else a 422 listing each item's error)."""
+        self._check_count(items)
+        images, indices, errors = self._decode(list(enumerate(items)), model, endpoint)
+        if not images:
+            first = errors[0]["message"] if errors else "no usable input"
+            more = f" (and {len(errors) - 1} more, see 'errors')" if len(errors) > 1 else ""
+            raise NoUsableItemsError(f"none of the {len(items)} images could be used: {first}{more}", errors)
+        return images, indices, errors
+
+    def _decode(self, items: list[tuple[int, Item]], model: Any, endpoint: str) -> tuple[list[Any], list[int], list[dict[str, Any]]]:
+        """Decoded images (checked against the model's modality and the size floor) plus per-item errors."""
         from radzoo.io import read_image
         from radzoo.zoo.pixels import check_modality
 
-        if not items:
-            raise InputError("no images in the request: send at least one")
-        if len(items) > self.settings.max_items:
-            raise PayloadTooLargeError(
-                f"{len(items)} images in one request exceeds the server limit of {self.settings.max_items}"
-            )
         images, indices, errors = [], [], []
-        for index, item in enumerate(items):
+        floor = self.settings.min_image_side
+        for index, item in items:
             try:
                 if isinstance(item, BaseException):
                     raise item
+                if isinstance(item, TextItem):
+                    raise InputError(f"input[{index}]: a text where this endpoint takes images")
                 image = read_image(item, max_pixels=self.settings.max_pixels)
                 check_modality(image, model.spec.modality, f"input[{index}]")
+                height, width = image.shape
+                if min(height, width) < floor:
+                    raise InputError(f"input[{index}]: image is {width}x{height} pixels, below this server's minimum "
+                                     f"of {floor} pixels per side (RADZOO_MIN_IMAGE_SIDE)")
                 images.append(image)
                 indices.append(index)
             except RadzooError as exc:
@@ -127,10 +239,6 @@ class Endpoints:
                          content_tag(item) if isinstance(item, bytes) else "-", type(exc).__name__)
         for err in errors:
             metrics.error(endpoint, err["type"])
-        if not images:
-            first = errors[0]["message"] if errors else "no usable input"
-            more = f" (and {len(errors) - 1} more, see 'errors')" if len(errors) > 1 else ""
-            raise NoUsableItemsError(f"none of the {len(items)} images could be used: {first}{more}", errors)
         return images, indices, errors
 
     def _capable(self, model_name: str | None, capability: str, what: str) -> Any:
@@ -140,15 +248,22 @@ class Endpoints:
         return entry
 
     # ---- POST /zero_shot -----------------------------------------------------------------------
-    def zero_shot(self, model_name: str | None, items: list[Item], *, labels: list[str] | None = None,
-                  prompts: Any = None, mode: str | None = None) -> dict[str, Any]:
-        """Per-image label probabilities (``ZooModel.zero_shot``); the scoring rule is named."""
+    def zero_shot(self, fields: Mapping[str, Any], fmt: str = "json") -> dict[str, Any] | bytes:
+        """Per-image label probabilities (``Model.zero_shot``); the scoring rule is named.
+        ``fmt="dicom-sr"``: one DICOM image's labels as a TID 1500 SR (Part-10 bytes)."""
         from radzoo.serving.batching import INFERENCE_LOCK
 
-        entry = self._capable(model_name, "zero_shot", "zero-shot classification")
-        images, indices, errors = self._read_items(items, entry.model, "zero_shot")
+        if fmt not in ("json", "dicom-sr"):
+            raise InputError(f"format must be 'json' or 'dicom-sr', got {fmt!r}")
+        req = parse_request(ZeroShotRequest, fields)
+        raw = [req.input] if isinstance(req.input, str) else list(req.input)
+        if fmt == "dicom-sr":
+            return self.zero_shot_dicom_sr(req.model, parse_items(raw, "image", self.fetcher), labels=req.labels,
+                                           prompts=req.prompts, mode=req.mode)
+        entry = self._capable(req.model, "zero_shot", "zero-shot classification")
+        images, indices, errors = self._read_items(parse_items(raw, "image", self.fetcher), entry.model, "zero_shot")
         with INFERENCE_LOCK:
-            result = entry.model.zero_shot(images, labels=labels, prompts=prompts, mode=mode)
+            result = entry.model.zero_shot(images, labels=req.labels, prompts=req.prompts, mode=req.mode)
         metrics.items_processed(entry.model.name, "zero_shot", len(images))
         predictions = result.predictions()
         data = [
@@ -163,20 +278,24 @@ class Endpoints:
         }
 
     # ---- POST /ground --------------------------------------------------------------------------
-    def ground(self, model_name: str | None, item: Item, text: str, *, response_format: str = "png") -> dict[str, Any] | bytes:
-        """A PNG overlay of ``text``'s similarity map over the image, or the raw map as JSON."""
+    def ground(self, fields: Mapping[str, Any], fmt: str | None = None) -> dict[str, Any] | bytes:
+        """A PNG overlay of ``text``'s similarity map over the image, or the raw map as JSON.
+        ``fmt="dicom-pmap"``: a DICOM image's map as a Parametric Map (Part-10 bytes)."""
         import tempfile
-        from pathlib import Path
 
         from radzoo.serving.batching import INFERENCE_LOCK
         from radzoo.zeroshot.overlay import render_overlay
 
-        if response_format not in ("png", "json"):
-            raise InputError(f"response_format must be 'png' or 'json', got {response_format!r}")
-        if not isinstance(text, str) or not text.strip():
+        if fmt not in (None, "dicom-pmap"):
+            raise InputError(f"format must be 'dicom-pmap' (or absent: response_format png/json), got {fmt!r}")
+        req = parse_request(GroundRequest, fields)
+        text, response_format = req.text, req.response_format
+        if fmt == "dicom-pmap":
+            return self.ground_dicom_pmap(req.model, parse_items([req.image], "image", self.fetcher)[0], text)
+        if not text.strip():
             raise InputError("text must be a non-empty string")
-        entry = self._capable(model_name, "ground", "grounding")
-        images, _, _ = self._read_items([item], entry.model, "ground")
+        entry = self._capable(req.model, "ground", "grounding")
+        images, _, _ = self._read_items(parse_items([req.image], "image", self.fetcher), entry.model, "ground")
         with INFERENCE_LOCK:
             result = entry.model.ground(images[0], text)
         metrics.items_processed(entry.model.name, "ground", 1)
@@ -231,16 +350,18 @@ class Endpoints:
         return items[0], images[0]  # type: ignore[return-value]
 
     # ---- POST /ct_features -----------------------------------------------------------------------
-    def ct_features(self, model_name: str | None, item: Item, *, nodes: bool = True,
+    def ct_features(self, file: Path, model: str | None = None, *, nodes: bool = True,
                     require_qa: bool = False) -> dict[str, Any]:
-        """Graph-CT subject and node embeddings plus QA for one CT (NIfTI/MHA/NRRD or zipped DICOM series)."""
+        """Graph-CT subject and node embeddings plus QA for one uploaded CT (NIfTI/MHA/NRRD or zipped DICOM series)."""
         from radzoo.ct import features as ct_features
         from radzoo.ct import read_ct
         from radzoo.serving.batching import INFERENCE_LOCK
 
-        if isinstance(item, BaseException):
-            raise item
-        entry = self._capable(model_name, "ct", "lung CT features")
+        try:
+            item = Path(file).read_bytes()
+        except OSError as exc:
+            raise InputError(f"upload could not be read ({exc.strerror})") from None
+        entry = self._capable(model or None, "ct", "lung CT features")
         try:
             volume = read_ct(item)
             with INFERENCE_LOCK:
@@ -261,3 +382,21 @@ class Endpoints:
         if nodes:
             out["node_embeddings"] = np.asarray(features.node_embeddings, dtype=np.float32).tolist()
         return out
+
+
+def _vector(row: np.ndarray, encoding_format: str) -> list[float] | str:
+    if encoding_format == "base64":
+        return base64.b64encode(np.asarray(row, dtype="<f4").tobytes()).decode("ascii")
+    return np.asarray(row, dtype=np.float32).tolist()
+
+
+#: Loggers that quote texts (truncation notes); a server's log must not hold request texts.
+_TEXT_LOGGERS = ("radzoo.zoo.text_tokenizer", "radzoo.zeroshot.lovt_scoring")
+
+
+class _NoRequestText(logging.Filter):
+    """Rewords records that quote a request's text (reports may identify patients)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = "a text was truncated to the model's maximum length (text not logged)", ()
+        return True

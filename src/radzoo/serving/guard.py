@@ -23,8 +23,12 @@ from radzoo.serving.settings import ServeSettings
 
 #: Probes that must answer without credentials and without taking an in-flight slot.
 PROBE_PATHS = frozenset({"/livez", "/readyz", "/healthz"})
+#: Static files of the browser page and of Swagger: open like the probes (they hold no data, and a
+#: browser cannot send the key with a page load; the page sends it with every API call instead).
+PUBLIC_PATHS = frozenset({"/", "/docs", "/docs.json", "/ui/app.js", "/ui/style.css"})
+PUBLIC_PREFIXES = ("/static_content/",)
 #: Paths that need the key (when set) but do no model work.
-LIGHT_PATHS = frozenset({"/metrics", "/models", "/", "/docs.json", "/schema.json"})
+LIGHT_PATHS = frozenset({"/metrics", "/models", "/schema.json"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -60,7 +64,8 @@ class RequestGuard:
         self.in_flight = 0  # touched only on the event loop thread
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in PROBE_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in PROBE_PATHS or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
         headers = {k.lower(): v for k, v in scope.get("headers", [])}

@@ -8,6 +8,8 @@ says why (it is the operator's problem, not the client's).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from radzoo.errors import (
@@ -19,6 +21,8 @@ from radzoo.errors import (
     RadzooError,
     WeightsError,
 )
+
+log = logging.getLogger("radzoo.serving")
 
 
 class PayloadTooLargeError(InputError):
@@ -72,3 +76,39 @@ def item_error(index: int, exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, RadzooError):
         return {"index": index, "type": type(exc).__name__, "message": str(exc)}
     return {"index": index, "type": "InternalError", "message": "internal error while processing this item"}
+
+
+def answer(endpoint: str, call: Callable[..., Any], *args: Any, ctx: Any = None, media_type: str = "image/png",
+           **kwargs: Any) -> Any:
+    """Run one endpoint and turn its result into an HTTP response: the one place errors are mapped.
+
+    A dict becomes JSON, bytes a ``media_type`` body; a ``RadzooError`` becomes its 4xx/5xx JSON
+    error, anything else a logged generic 500 (the server keeps serving). ``ctx``: the route's
+    ``bentoml.Context`` when it takes one (BentoML then answers with ``ctx.response.status_code``,
+    so the status is copied there).
+    """
+    response = _respond(endpoint, call, args, kwargs, media_type)
+    if ctx is not None:
+        ctx.response.status_code = response.status_code
+    return response
+
+
+def _respond(endpoint: str, call: Callable[..., Any], args: tuple, kwargs: dict, media_type: str) -> Any:
+    from starlette.responses import JSONResponse, Response
+
+    from radzoo.serving import metrics
+
+    try:
+        result = call(*args, **kwargs)
+    except RadzooError as exc:
+        status = status_for(exc)
+        metrics.error(endpoint, type(exc).__name__)
+        log.info("%s: %d %s", endpoint, status, type(exc).__name__)
+        return JSONResponse(error_body(exc, status), status_code=status)
+    except Exception as exc:  # noqa: BLE001 - a bug: log it, answer a generic 500, keep serving
+        metrics.error(endpoint, "InternalError")
+        log.exception("%s: unexpected error", endpoint)
+        return JSONResponse(error_body(exc, 500), status_code=500)
+    if isinstance(result, bytes):
+        return Response(result, media_type=media_type)
+    return JSONResponse(result)

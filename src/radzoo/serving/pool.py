@@ -1,9 +1,11 @@
-"""The served models: which names exist, and a lazy pool that keeps at most N of them loaded.
+"""The served models: which names exist, and a pool that keeps at most N of them loaded.
 
-Models load on first use (one load per name even under concurrent first requests) and the
-least recently used one is unloaded when the pool is full. Each loaded model owns a
-:class:`~radzoo.serving.batching.Batcher`; a request that still holds an evicted model finishes
-on it normally.
+Configured models (``settings.models``) are loaded once at start-up (:meth:`ModelPool.preload`)
+so a broken artifact shows in ``/readyz`` and ``/models`` instead of on the first request; the
+first ``max_loaded_models`` of them stay loaded. Other models load on first use (one load per name
+even under concurrent first requests) and the least recently used one is unloaded when the pool
+is full. Each loaded model owns a :class:`~radzoo.serving.batching.Batcher`; a request that still
+holds an evicted model finishes on it normally.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from radzoo.errors import InputError, ModelNotFoundError
+from radzoo.errors import InputError, ModelNotFoundError, RadzooError
 from radzoo.resolve import load, spec_of
 from radzoo.serving import metrics
 from radzoo.serving.batching import Batcher
@@ -49,6 +51,24 @@ class ModelPool:
         self._name_locks: dict[str, threading.Lock] = {}
         self.loads = 0
         self.evictions = 0
+        self.load_errors: dict[str, str] = {}  # name -> why its last load failed
+        self.preloaded = threading.Event()
+
+    # ---- start-up and readiness ---------------------------------------------------------------
+    def preload(self) -> None:
+        """Load every configured model once, recording failures; the first ones stay loaded."""
+        try:
+            for name in reversed(self.settings.models):  # the default (first) model is loaded last
+                try:
+                    self.get(name)
+                except Exception:  # noqa: BLE001 - recorded in load_errors by _load; keep checking the others
+                    continue
+        finally:
+            self.preloaded.set()
+
+    def ready(self) -> bool:
+        """True once the start-up loads are done and every configured model loaded."""
+        return self.preloaded.is_set() and not any(n in self.load_errors for n in self.settings.models)
 
     # ---- what is served --------------------------------------------------------------------
     def served_names(self) -> list[str]:
@@ -80,7 +100,8 @@ class ModelPool:
         with self._lock:
             loaded = dict(self._loaded)
         for name in self.served_names():
-            row: dict[str, Any] = {"id": name, "object": "model", "loaded": name in loaded}
+            row: dict[str, Any] = {"id": name, "object": "model", "loaded": name in loaded,
+                                   "load_error": self.load_errors.get(name)}
             try:
                 spec, source = spec_of(name)
             except Exception as exc:  # noqa: BLE001 - one broken entry must not hide the others
@@ -150,8 +171,15 @@ class ModelPool:
     def _load(self, name: str) -> LoadedModel:
         settings = self.settings
         start = time.perf_counter()
-        model = load(name, device=settings.device, runtime=settings.runtime, random_weights=settings.random_weights,
-                     precision=settings.precision)
+        try:
+            model = load(name, device=settings.device, runtime=settings.runtime, random_weights=settings.random_weights,
+                         precision=settings.precision)
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, RadzooError) else f"{type(exc).__name__}: {exc}"
+            self.load_errors[name] = reason[:2000]
+            log.error("model %s failed to load: %s", name, reason)
+            raise
+        self.load_errors.pop(name, None)
         seconds = time.perf_counter() - start
         log.info("loaded model %s (runtime %s: %s; %s) in %.2f s", name, model.runtime.name, model.runtime.reason,
                  "RANDOM weights" if model.random_init else "weights " + model.revision, seconds)

@@ -1,25 +1,34 @@
 """Request and response models of the HTTP API (pydantic; they also feed the OpenAPI page).
 
 ``/v1/embeddings`` follows OpenAI's embeddings shape so existing clients work unchanged, with
-images (base64 or data URLs of DICOM/PNG/JPEG) in place of text. radzoo adds ``output`` (a named
-model output), ``errors`` (per-item failures) and ``random_weights``.
+images (base64 or data URLs of DICOM/PNG/JPEG) in place of, or beside, text; it also takes
+Infinity's ``modality`` and OpenAI-chat / vLLM ``image_url`` items (see
+:mod:`radzoo.serving.request_items`). radzoo adds ``output`` (a named model output), ``errors``
+(per-item failures) and ``random_weights``.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from radzoo.errors import InputError
 
 
 class EmbeddingsRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")  # OpenAI clients send fields we do not use
 
-    input: list[str] | str = Field(
-        description="one image or a list of images: base64 strings or data URLs (data:image/png;base64,...) "
-        "of DICOM, PNG or JPEG files"
+    input: list[str | dict[str, Any]] | str = Field(
+        description="one item or a list: images as base64 strings or data URLs (data:image/png;base64,...) of "
+        "DICOM, PNG or JPEG files (http(s) URLs only for allow-listed hosts), texts when input_type/modality is "
+        "'text', or typed items {'type': 'text', 'text': ...} / {'type': 'image_url', 'image_url': {'url': ...}}"
     )
     model: str | None = Field(default=None, description="model name (GET /models); default: the server's default model")
+    input_type: Literal["image", "text"] | None = Field(
+        default=None, description="what plain strings in input are (default image); text: image-text models only"
+    )
+    modality: Literal["image", "text"] | None = Field(default=None, description="Infinity's name for input_type")
     encoding_format: Literal["float", "base64"] = Field(
         default="float", description="'float': JSON numbers; 'base64': little-endian float32 bytes, base64-encoded"
     )
@@ -48,6 +57,13 @@ class GroundRequest(BaseModel):
     response_format: Literal["png", "json"] = Field(
         default="png", description="png: overlay image; json: the raw map on the model's feature grid"
     )
+
+
+class DisplayRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    image: str = Field(description="one image: base64 string or data URL (DICOM, PNG, JPEG)")
+    max_side: int = Field(default=1024, ge=64, le=4096, description="longest side of the PNG returned, in pixels")
 
 
 class ZeroShotItem(BaseModel):
@@ -95,6 +111,7 @@ class Usage(BaseModel):
     prompt_tokens: int = 0
     total_tokens: int = 0
     images: int = Field(description="images embedded")
+    texts: int = Field(default=0, description="texts embedded")
 
 
 class EmbeddingsResponse(BaseModel):
@@ -108,3 +125,29 @@ class EmbeddingsResponse(BaseModel):
     random_weights: bool = Field(description="true when the model's weights are random (tests, smoke runs)")
     runtime: str
     precision: str = Field("fp32", description="what the embeddings were computed in: fp32, bf16, fp16 or int8")
+
+
+def parse_request(schema: type[BaseModel], fields: Any) -> Any:
+    """``fields`` validated against ``schema``; failures become one ``InputError`` naming each field."""
+    try:
+        return schema.model_validate(fields)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(p) for p in err.get("loc", ())) or "body"
+            parts.append(f"{where}: {err.get('msg')}")
+        raise InputError("invalid request: " + "; ".join(parts)) from None
+
+
+def _loose(schema: type[BaseModel], name: str) -> type[BaseModel]:
+    """The wire model: ``schema``'s fields typed ``Any``, so BentoML accepts any JSON and validation
+    happens in :func:`parse_request` with radzoo's error shape (the schema stays the documentation)."""
+    fields = {k: (Any, Field(default=None if f.is_required() else f.default, description=f.description))
+              for k, f in schema.model_fields.items()}
+    return create_model(name, **fields)
+
+
+EmbeddingsInput = _loose(EmbeddingsRequest, "EmbeddingsInput")
+ZeroShotInput = _loose(ZeroShotRequest, "ZeroShotInput")
+GroundInput = _loose(GroundRequest, "GroundInput")
+DisplayInput = _loose(DisplayRequest, "DisplayInput")

@@ -39,6 +39,10 @@ ENV_NAMES = {
     "api_key": "RADZOO_API_KEY",
     "host": "RADZOO_HOST",
     "threads": "RADZOO_SERVE_THREADS",
+    "min_image_side": "RADZOO_MIN_IMAGE_SIDE",
+    "url_allow_hosts": "RADZOO_URL_ALLOW_HOSTS",
+    "url_max_mb": "RADZOO_URL_MAX_MB",
+    "url_timeout_s": "RADZOO_URL_TIMEOUT_S",
 }
 CONFIG_FILE_ENV = "RADZOO_SERVE_CONFIG"
 
@@ -64,17 +68,22 @@ class ServeSettings:
     api_key: str | None = field(default=None, repr=False)  # required header when set
     host: str | None = None  # bind address; default 127.0.0.1 without an API key, 0.0.0.0 with one
     threads: int = 16  # request handler threads (decode + preprocessing run there)
+    min_image_side: int = 16  # smaller images (e.g. 1x1) are refused per item: nothing to embed
+    url_allow_hosts: tuple[str, ...] = ()  # hosts whose http(s) image URLs are fetched; empty = none (SSRF)
+    url_max_mb: float = 16.0  # size limit of one fetched image
+    url_timeout_s: float = 10.0  # time limit of one fetch, connection to last byte
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIME_CHOICES:
             raise InputError(f"runtime must be one of {', '.join(RUNTIME_CHOICES)}, got {self.runtime!r}")
         if self.precision not in PRECISION_CHOICES:
             raise InputError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}")
-        for name in ("max_loaded_models", "max_batch_size", "max_items", "max_in_flight", "max_pixels", "threads"):
+        for name in ("max_loaded_models", "max_batch_size", "max_items", "max_in_flight", "max_pixels", "threads",
+                     "min_image_side"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_body_mb <= 0:
-            raise InputError(f"max_body_mb must be > 0, got {self.max_body_mb}")
+        if self.max_body_mb <= 0 or self.url_max_mb <= 0 or self.url_timeout_s <= 0:
+            raise InputError("max_body_mb, url_max_mb and url_timeout_s must be > 0")
         if self.batch_wait_ms < 0 or self.retry_after_s < 0:
             raise InputError("batch_wait_ms and retry_after_s must be >= 0")
         if self.default_model and self.models and self.default_model not in self.models:
@@ -127,7 +136,7 @@ class ServeSettings:
         for name, value in asdict(self).items():
             if value is None:
                 continue
-            if name == "models":
+            if name in _LISTS:
                 out[ENV_NAMES[name]] = ",".join(value)
             elif isinstance(value, bool):
                 out[ENV_NAMES[name]] = "1" if value else "0"
@@ -150,17 +159,19 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-_INTS = {"max_loaded_models", "max_batch_size", "max_items", "max_in_flight", "retry_after_s", "max_pixels", "threads"}
-_FLOATS = {"batch_wait_ms", "max_body_mb"}
+_INTS = {"max_loaded_models", "max_batch_size", "max_items", "max_in_flight", "retry_after_s", "max_pixels", "threads",
+         "min_image_side"}
+_FLOATS = {"batch_wait_ms", "max_body_mb", "url_max_mb", "url_timeout_s"}
+_LISTS = {"models", "url_allow_hosts"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
 def _coerce(name: str, value: Any) -> Any:
     try:
-        if name == "models":
+        if name in _LISTS:
             items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(s.strip() for s in items if str(s).strip())
+            return tuple(str(s).strip() for s in items if str(s).strip())
         if name == "random_weights":
             if isinstance(value, bool):
                 return value

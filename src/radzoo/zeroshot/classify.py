@@ -44,11 +44,12 @@ def tokenize_texts(model: Any, texts: list[str]) -> tuple[Any, torch.Tensor | No
 
 
 def encode_prompts(
-    model: Any, texts: Sequence[str], prompt_set: str = "", seed: int | None = None
+    model: Any, texts: Sequence[str], prompt_set: str = "", seed: int | None = None, *, cache: bool = True
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Prompt embeddings, cached in ``model._cache`` by prompt set (name@version) + exact texts.
 
     ``seed`` (PRIOR only) selects the stochastic-compatible SPB with a seeded Gumbel draw.
+    ``cache=False`` for arbitrary texts (``Model.embed_text``), which would only grow the cache.
     """
     rules = rules_for(model)
     texts = list(texts)
@@ -58,7 +59,7 @@ def encode_prompts(
         if not isinstance(t, str) or not t.strip():
             raise InputError(f"prompts must be non-empty strings, got {t!r}")
     key = ("zero_shot.prompts", rules.RULE, prompt_set, tuple(texts), seed)
-    hit = model._cache.get(key)
+    hit = model._cache.get(key) if cache else None
     if hit is not None:
         return hit
     tokens, index = tokenize_texts(model, texts)
@@ -72,7 +73,8 @@ def encode_prompts(
                 gen = torch.Generator(device=model.device).manual_seed(int(seed))
             emb = prior.encode_texts(model.net, tokens, generator=gen)
     value = ({k: v.detach() for k, v in emb.items()}, list(tokens.truncated))
-    model._cache[key] = value
+    if cache:
+        model._cache[key] = value
     return value
 
 

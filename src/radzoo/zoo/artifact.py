@@ -6,6 +6,7 @@ model.safetensors    canonical state dict (never a pickle)
 README.md            model card with Hub metadata
 assets/...           files that travel with the weights (graph-CT atlas, licences)
 tokenizer/...        tokenizer files for text-bearing models
+graph_text/...       IGCL: the BERT + vocabulary that turn RadGraph entries into node features
 onnx/...             exported graphs (radzoo export)
 ```
 """
@@ -30,6 +31,9 @@ from radzoo.zoo.weights import load_strict, read_weights, save_weights, sha256_f
 WEIGHTS = "model.safetensors"
 CARD = "README.md"
 ASSETS = "assets"
+#: Directories that travel with the weights and become ``model.assets[name]``: the text tokenizer,
+#: and IGCL's node-feature BERT (``graph_text/``, what ``embed_graphs`` turns RadGraph entries with).
+CARRIED_DIRS = ("tokenizer", "graph_text")
 
 
 def read_config(directory: Path) -> dict[str, Any]:
@@ -90,8 +94,9 @@ def load_artifact(directory: str | Path, device: Any = None, cls: type[ZooModel]
         if not path.is_file():
             raise ArtifactError(f"{directory}: asset {name!r} listed in the spec is missing from {asset_dir}")
         assets[name] = path
-    if (directory / "tokenizer").is_dir():
-        assets["tokenizer"] = directory / "tokenizer"
+    for name in CARRIED_DIRS:
+        if (directory / name).is_dir():
+            assets[name] = directory / name
     return cls(spec, net, device=device, assets=assets, directory=directory, config=config)
 
 
@@ -139,8 +144,9 @@ def save_artifact(
                     raise ArtifactError(f"model {model.name!r} lacks asset {name!r} required by its spec")
                 shutil.copyfile(src, tmp / ASSETS / name)
         files = dict(extra_files or {})
-        if "tokenizer" in model.assets and "tokenizer" not in files:
-            files["tokenizer"] = model.assets["tokenizer"]
+        for name in CARRIED_DIRS:
+            if name in model.assets and name not in files:
+                files[name] = model.assets[name]
         for rel, src in files.items():
             dst = tmp / rel
             dst.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,14 @@ def render_card(config: dict[str, Any]) -> str:
             "> meant for tests and offline smoke runs only. Its embeddings carry no medical meaning.",
             "",
         ]
+    if config.get("tokenizer", {}).get("generated"):
+        tok = config["tokenizer"]
+        lines += [
+            f"> **Generated tokenizer.** The text tower's tokenizer ({tok.get('vocab_size')} WordPiece pieces) was",
+            "> generated offline by radzoo from the prompt sets and a radiology word list, so the text paths run",
+            "> without downloads. It is not the original tokenizer; real weights need their own.",
+            "",
+        ]
     lines += [spec["description"], "", "## Usage", "", "```python", "import radzoo", ""]
     if spec["modality"] == "ct":
         lines += [

@@ -32,6 +32,13 @@ TINY_TEXT_CONFIG = {
     "layer_norm_eps": 1e-12,
 }
 
+#: The node-feature BERT of ``tiny-random-igcl`` (IGCL node features = hidden 16 + 4 label bits = 20).
+TINY_NODE_TEXT_CONFIG = {
+    **TINY_TEXT_CONFIG,
+    "hidden_size": 16,
+    "intermediate_size": 32,
+}
+
 
 def _shrink(pre: Preprocess, size: int) -> Preprocess:
     """Same steps, every spatial size scaled to ``size`` (the IGCL canvas keeps its 320:224 ratio)."""
