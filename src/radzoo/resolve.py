@@ -9,8 +9,10 @@ weights are read:
    converted; or, only when asked (``random_weights=True`` / ``build``), a seeded random init.
    When every source fails, the error gives each source's reason.
 2. **device**: ``zoo.devices.resolve_device`` (``None``/``"auto"``: CUDA when present).
-3. **runtime**: ``"torch"``, ``"onnx"`` or ``"auto"`` (see ``radzoo.runtimes.choose_runtime``);
-   ``model.runtime.name`` says what was picked and ``model.runtime.reason`` why.
+3. **runtime and precision**: ``"auto"`` (onnxruntime with graphs exported once and kept, when
+   they export with parity; torch otherwise), ``"torch"`` or ``"onnx"``, at ``precision``
+   ``"fp32"``, ``"bf16"``, ``"fp16"`` (GPUs) or ``"int8"`` (see ``radzoo.runtimes``);
+   ``model.runtime.name`` / ``.precision`` say what was picked and ``model.runtime.reason`` why.
 4. **threads**: torch intra-op threads, or onnxruntime's ``intra_op_num_threads``.
 """
 
@@ -26,7 +28,13 @@ import numpy as np
 import torch
 
 from radzoo.errors import ArtifactError, InputError, ModelNotFoundError
-from radzoo.runtimes import RUNTIMES, apply_runtime, check_runtime_request
+from radzoo.runtimes import (
+    PRECISIONS,
+    RUNTIMES,
+    apply_runtime,
+    check_device_request,
+    check_runtime_request,
+)
 from radzoo.zoo import hub
 from radzoo.zoo.artifact import load_artifact, read_config
 from radzoo.zoo.home import is_artifact, local_zoo_dir, offline
@@ -143,24 +151,31 @@ def load(
     seed: int = 0,
     tokenizer: str | os.PathLike[str] | None = None,
     runtime_options: dict[str, Any] | None = None,
+    precision: str = "fp32",
 ) -> Model:
-    """A ready model: weights, device, runtime and threads decided here, once.
+    """A ready model: weights, device, runtime, precision and threads decided here, once.
 
     ``random_weights=True`` builds the registry architecture with seeded random weights (the
     model, its config and card say so); it never happens implicitly. ``tokenizer`` (a directory)
     attaches a tokenizer to such a build. ``runtime_options`` go to onnxruntime (providers,
-    graph_optimization_level ...).
+    graph_optimization_level, trt_engine_cache_dir ...). ``precision``: ``"fp32"``, ``"bf16"``,
+    ``"fp16"`` (GPUs) or ``"int8"`` (calibrated on the packaged example images of the model's
+    modality unless the artifact holds an int8 export; refused with the measured cosine when it
+    strays from fp32, see ``radzoo.onnx.precision_graphs``).
     """
-    check_runtime_request(runtime, threads, runtime_options)
+    check_runtime_request(runtime, threads, runtime_options, precision)
+    check_device_request(device, runtime, precision)
     if random_weights:
         model = _build(name_or_path, seed=seed, device=device, tokenizer=tokenizer, revision=revision)
+        into_artifact = False
     else:
         if isinstance(name_or_path, ModelSpec):
             raise InputError("a ModelSpec has no weights: pass random_weights=True (radzoo.build) or a name/path")
         if tokenizer is not None:
             raise InputError("tokenizer= applies to random-weight builds; real artifacts carry their own tokenizer")
-        model = _open_weights(name_or_path, revision, device)
-    return apply_runtime(model, runtime, threads=threads, options=runtime_options or {})
+        model, into_artifact = _open_weights(name_or_path, revision, device)
+    return apply_runtime(model, runtime, precision=precision, threads=threads, options=runtime_options or {},
+                         into_artifact=into_artifact)
 
 
 def build(
@@ -172,10 +187,13 @@ def build(
     runtime: str = "auto",
     threads: int | None = None,
     runtime_options: dict[str, Any] | None = None,
+    precision: str = "fp32",
 ) -> Model:
-    """The explicit random initialisation of a registry model (seeded, reproducible, marked ``random_init``)."""
+    """The explicit random initialisation of a registry model (seeded, reproducible, marked ``random_init``).
+
+    Random weights run on every runtime: their ONNX graphs go to the cache, keyed by the weights."""
     return load(name_or_spec, random_weights=True, seed=seed, device=device, tokenizer=tokenizer,
-                runtime=runtime, threads=threads, runtime_options=runtime_options)
+                runtime=runtime, threads=threads, runtime_options=runtime_options, precision=precision)
 
 
 def _build(name_or_spec: Any, *, seed: int, device: Any, tokenizer: Any, revision: str | None) -> Model:
@@ -219,12 +237,14 @@ def _prompt_texts(section: dict[str, Any]) -> list[str]:
     return texts
 
 
-def _open_weights(name_or_path: str | os.PathLike[str], revision: str | None, device: Any) -> Model:
-    """Real weights, strictly: path -> local zoo -> Hub -> original release, with every miss's reason."""
+def _open_weights(name_or_path: str | os.PathLike[str], revision: str | None, device: Any) -> tuple[Model, bool]:
+    """Real weights, strictly: path -> local zoo -> Hub -> original release, with every miss's reason.
+
+    Also says whether ONNX exports may go into the artifact folder (not into a Hub cache snapshot)."""
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
     if path.is_dir():
-        return _load_dir(path, device)
+        return _load_dir(path, device), True
     if isinstance(name_or_path, os.PathLike) or _looks_like_path(text):
         raise ArtifactError(f"no artifact directory at {path}")
 
@@ -232,7 +252,7 @@ def _open_weights(name_or_path: str | os.PathLike[str], revision: str | None, de
     local = local_zoo_dir() / text
     if is_artifact(local):
         log.info("loading %s from the local zoo %s", text, local)
-        return _load_dir(local, device)
+        return _load_dir(local, device), True
     reasons.append(f"local zoo: not in {local}")
 
     spec = get_spec(text)  # unknown names raise with close-name suggestions
@@ -245,7 +265,7 @@ def _open_weights(name_or_path: str | os.PathLike[str], revision: str | None, de
             reasons.append(f"Hub: {exc}")
         else:
             log.info("loading %s from the Hub (%s@%s)", text, spec.hub_repo, rev)
-            return _load_dir(snapshot, device)
+            return _load_dir(snapshot, device), False
     else:
         reasons.append("Hub: no Hub repo is recorded for this model")
 
@@ -257,7 +277,7 @@ def _open_weights(name_or_path: str | os.PathLike[str], revision: str | None, de
         from radzoo.converters.original import OriginalUnavailable, fetch_and_convert
 
         try:
-            return _load_dir(fetch_and_convert(spec, local), device)
+            return _load_dir(fetch_and_convert(spec, local), device), True
         except OriginalUnavailable as exc:
             reasons += [f"original release: {r}" for r in exc.reasons]
 
@@ -277,4 +297,4 @@ def _load_dir(directory: Path, device: Any) -> Model:
     return model
 
 
-__all__ = ["JOINT_OUTPUT", "RUNTIMES", "Model", "build", "load", "spec_of"]
+__all__ = ["JOINT_OUTPUT", "PRECISIONS", "RUNTIMES", "Model", "build", "load", "spec_of"]

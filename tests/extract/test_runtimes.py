@@ -31,8 +31,13 @@ def test_onnx_runtime_matches_torch(tiny_model_dir: Path, png_subset: Path, tmp_
         np.testing.assert_allclose(b[p], a[p], rtol=1e-3, atol=1e-4)
 
 
-def test_onnx_without_export_is_a_clear_error(tiny_model_dir: Path, png_subset: Path, tmp_path: Path) -> None:
-    from radzoo.errors import ArtifactError
+def test_onnx_exports_on_first_use_when_the_artifact_has_none(tiny_model_dir: Path, png_subset: Path,
+                                                              tmp_path: Path) -> None:
+    from radzoo import load, zoo
 
-    with pytest.raises(ArtifactError, match="no ONNX export"):
-        extract_features(str(tiny_model_dir), [png_subset], tmp_path / "o", runtime="onnx", quiet=True)
+    artifact = zoo.save(load(tiny_model_dir, runtime="torch"), tmp_path / "model")  # saved without ONNX graphs
+    assert not (artifact / "onnx").exists()
+    result = extract_features(str(artifact), [png_subset], tmp_path / "o", runtime="onnx", quiet=True)
+    options = result.manifest["runs"][-1]["options"]
+    assert result.ok and options["runtime"] == "onnx" and options["precision"] == "fp32"
+    assert "exported now in the artifact's onnx/ folder" in options["runtime_reason"]

@@ -19,7 +19,7 @@ TINY_TEXT = ["tiny-random-lovt", "tiny-random-prior"]
 
 
 def save_with_golden(name: str, directory: Path, seed: int = 0) -> Path:
-    model = radzoo.build(tiny_specs()[name], seed=seed, device="cpu")
+    model = radzoo.build(tiny_specs()[name], seed=seed, device="cpu", runtime="torch")
     return zoo.save(model, directory, sections={"golden": compute_golden(model)})
 
 

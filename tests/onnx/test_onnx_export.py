@@ -79,14 +79,14 @@ def test_export_subset_then_rest_keeps_earlier_graphs(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="parity_tol"):
         export_artifact(directory, parity_tol=-1.0)
     # re-saving the model drops the export: graphs belong to the weights file they came from
-    zoo.save(radzoo.load(directory), tmp_path / "copy")
+    zoo.save(radzoo.load(directory, runtime="torch"), tmp_path / "copy")
     assert "onnx" not in json.loads((tmp_path / "copy" / "config.json").read_text())
 
 
 @pytest.mark.slow
 def test_full_size_registry_model_parity(tmp_path: Path) -> None:
     """mococxr_resnet18 at its real 320 px input (random weights: no download here)."""
-    model = radzoo.build("mococxr_resnet18", device="cpu")
+    model = radzoo.build("mococxr_resnet18", device="cpu", runtime="torch")
     directory = zoo.save(model, tmp_path / "mococxr_resnet18")
     start = time.perf_counter()
     section = export_artifact(directory)

@@ -26,7 +26,7 @@ def _batch(model, n: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("name", TINY_2D)
 def test_onnx_embed_equals_torch_at_batch_1_and_5(name: str, exported) -> None:
     directory = exported(name)
-    torch_model = radzoo.load(directory, device="cpu")
+    torch_model = radzoo.load(directory, device="cpu", runtime="torch")
     onnx_model = radzoo.load(directory, device="cpu", runtime="onnx")
     assert onnx_model.runtime.name == "onnx" and isinstance(onnx_model.runtime, OnnxRuntime)
     for n, seed in ((1, 1), (5, 2)):
@@ -46,7 +46,7 @@ def test_onnx_embed_from_images_uses_spec_preprocessing(exported) -> None:
     directory = exported("tiny-random-mococxr")
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 256, size=(80, 70), dtype=np.uint8) for _ in range(3)]
-    ref = radzoo.load(directory, device="cpu").embed(images)
+    ref = radzoo.load(directory, device="cpu", runtime="torch").embed(images)
     got = radzoo.load(directory, device="cpu", runtime="onnx").embed(images, batch_size=2)
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
 
@@ -141,25 +141,29 @@ def test_options_are_validated_and_applied(exported) -> None:
 
 
 def test_clear_errors_without_export(saved, exported_copy, tmp_path: Path) -> None:
-    built = radzoo.build(tiny_specs()["tiny-random-mococxr"], device="cpu")
+    built = radzoo.build(tiny_specs()["tiny-random-mococxr"], device="cpu", runtime="torch")
     with pytest.raises(ArtifactError, match=r"radzoo.build.*radzoo export DIR"):
-        onnx_runtime_for(built)
+        onnx_runtime_for(built)  # the low-level constructor needs an artifact export
     plain = saved("tiny-random-mococxr")
     with pytest.raises(ArtifactError, match=rf"no ONNX export; run `radzoo export {plain}`"):
-        radzoo.load(plain, runtime="onnx")
-    # a partial export names the missing graph and the command
+        onnx_runtime_for(radzoo.load(plain, runtime="torch"))
+    # a partial export names the missing graph and the command (runtime level) ...
     partial = tmp_path / "partial"
     shutil.copytree(plain, partial)
     from radzoo.artifacts import export_artifact
 
     export_artifact(partial, outputs=["trunk"])
-    model = radzoo.load(partial, runtime="onnx")
+    model = radzoo.load(partial, runtime="torch")
     with pytest.raises(ArtifactError, match=r"no ONNX graph 'image_proj'.*radzoo export"):
-        model.embed_batch(_batch(model, 1, 0), "proj")
-    # a replaced graph file is refused unless verify_files=False
+        onnx_runtime_for(model).run(_batch(model, 1, 0), "proj")
+    # ... while radzoo.load(runtime="onnx") completes the export in the (writable) artifact
+    completed = radzoo.load(partial, runtime="onnx")
+    assert completed.embed_batch(_batch(model, 1, 0), "proj").shape == (1, 128)
+    assert set(json.loads((partial / "config.json").read_text())["onnx"]["graphs"]) == {"image_trunk", "image_proj"}
+    # a replaced graph file is refused by the runtime unless verify_files=False
     damaged = exported_copy("tiny-random-mococxr")
     (damaged / "onnx" / "image_trunk.onnx").write_bytes(
         (damaged / "onnx" / "image_proj.onnx").read_bytes()
     )
     with pytest.raises(ArtifactError, match="sha256 does not match"):
-        radzoo.load(damaged, runtime="onnx").embed_batch(_batch(model, 1, 0), "trunk")
+        onnx_runtime_for(radzoo.load(damaged, runtime="torch")).run(_batch(model, 1, 0), "trunk")

@@ -89,7 +89,7 @@ def test_verify_graphct_detects_replaced_gnn(exported_copy, tmp_path: Path) -> N
 
 
 def test_verify_without_golden_or_export(saved, tmp_path: Path) -> None:
-    model = radzoo.build(tiny_specs()["tiny-random-mococxr"], device="cpu")
+    model = radzoo.build(tiny_specs()["tiny-random-mococxr"], device="cpu", runtime="torch")
     bare = zoo.save(model, tmp_path / "bare")
     with pytest.raises(ArtifactError, match="no 'golden' section.*compute_golden"):
         verify_artifact(bare)
@@ -129,7 +129,7 @@ def test_cli_export_and_verify_exit_codes(saved, tmp_path: Path, capsys: pytest.
     assert "no exportable graph or output 'nope'" in capsys.readouterr().err
     assert main(["verify", str(tmp_path / "missing")]) == 1
     assert "error" in capsys.readouterr().err
-    bare = zoo.save(radzoo.load(directory), tmp_path / "bare")
+    bare = zoo.save(radzoo.load(directory, runtime="torch"), tmp_path / "bare")
     config = json.loads((bare / "config.json").read_text())
     config.pop("golden")
     (bare / "config.json").write_text(json.dumps(config))

@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("ct-features", help="graph-CT patch/node/subject embeddings of a lung CT (.npz or .json)")
     p.add_argument("input", help="NIfTI/MHA/NRRD file, DICOM series directory or .zip of one")
     p.add_argument("--out", required=True, type=Path, help="output file: .npz or .json")
-    add_model_options(p, default_model="graphct_copdgene", runtime=False)
+    add_model_options(p, default_model="graphct_copdgene")  # --runtime/--precision: the patch encoder
     p.add_argument("--segmenter", default="auto", choices=["auto", "threshold", "lungmask"])
     p.add_argument("--batch-size", type=int, default=64, help="patches per encoder batch (memory bound)")
     p.add_argument("--require-qa", action="store_true", help="fail (exit 1, no file) when QA fails")
@@ -31,7 +31,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() not in (".npz", ".json"):
         raise InputError(f"--out {args.out} must end in .npz or .json")
-    model = open_model(args, runtime="torch")
+    model = open_model(args)
     model.spec.require("ct", "lung CT features")
     features = ct_features(args.input, model, segmenter=args.segmenter, batch_size=args.batch_size,
                            require_qa=args.require_qa)

@@ -75,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         runtime=args.runtime,
+        precision=args.precision,
         device=args.device,
         engine=args.engine,
         address=args.address,

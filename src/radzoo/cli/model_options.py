@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from radzoo.runtimes import RUNTIMES
+from radzoo.runtimes import PRECISIONS, RUNTIMES
 
 
 def add_model_options(
@@ -16,7 +16,7 @@ def add_model_options(
     runtime: bool = True,
     threads: bool = False,
 ) -> None:
-    """``--model``, ``--random-weights``, ``--seed``, ``--device`` (+ ``--runtime``, ``--threads``)."""
+    """``--model``, ``--random-weights``, ``--seed``, ``--device`` (+ ``--runtime``, ``--precision``, ``--threads``)."""
     parser.add_argument("--model", required=default_model is None, default=default_model,
                         help="registry name, local zoo name or artifact directory"
                         + (f" (default {default_model})" if default_model else ""))
@@ -27,8 +27,13 @@ def add_model_options(
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     if runtime:
         parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
-                            help="auto (default): onnxruntime when the artifact has a parity-checked ONNX export, "
-                                 "else torch; or force torch / onnx")
+                            help="auto (default): onnxruntime, exporting the model's graphs once on first use "
+                                 "(parity-checked; kept in the artifact or $RADZOO_HOME/onnx-cache), torch when "
+                                 "that is not possible; or force torch / onnx")
+        parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                            help="fp32 (default); bf16 (CPU: torch oneDNN bf16; GPU: runs as fp16); fp16 (GPU); "
+                                 "int8 (onnxruntime static QDQ, calibrated on real images, refused below a "
+                                 "cosine-to-fp32 gate)")
     if threads:
         parser.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
 
@@ -38,7 +43,8 @@ def open_model(args: argparse.Namespace, *, runtime: str | None = None) -> Any:
     from radzoo.resolve import load
 
     model = load(args.model, random_weights=args.random_weights, seed=args.seed, device=args.device,
-                 runtime=runtime or getattr(args, "runtime", "auto"), threads=getattr(args, "threads", None))
+                 runtime=runtime or getattr(args, "runtime", "auto"), threads=getattr(args, "threads", None),
+                 precision=getattr(args, "precision", "fp32"))
     if model.random_init:
         print(f"note: {model.name} uses RANDOM weights (--random-weights); outputs carry no meaning", file=sys.stderr)
     return model

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from radzoo.errors import InputError
+from radzoo.runtimes import PRECISIONS, RUNTIMES
 
 SERVICE_IMPORT = "radzoo.serving.service:RadzooService"
 
@@ -30,8 +31,11 @@ def register(sub: Any) -> None:
         "--random-weights", action="store_true",
         help="use explicitly RANDOM weights (radzoo.build): tests and smoke runs only; answers say random_weights: true",
     )
-    p.add_argument("--runtime", choices=["auto", "onnx", "torch"],
-                   help="inference runtime (default auto: onnx when the artifact has an ONNX export, else torch)")
+    p.add_argument("--runtime", choices=RUNTIMES,
+                   help="inference runtime (default auto: onnxruntime with graphs exported once on first load, "
+                        "torch when they do not export)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="fp32 (default), bf16 (CPU), fp16 (GPU) or int8 (gated static QDQ); answers record it")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--max-loaded-models", type=int, help="models kept in memory; LRU unloaded beyond (default 2)")
     p.add_argument("--max-batch-size", type=int, help="images per forward pass across requests (default 32)")
@@ -47,7 +51,7 @@ def register(sub: Any) -> None:
 
 
 _FLAG_SETTINGS = (
-    "models", "default_model", "runtime", "device", "host", "max_loaded_models", "max_batch_size",
+    "models", "default_model", "runtime", "precision", "device", "host", "max_loaded_models", "max_batch_size",
     "max_items", "max_body_mb", "max_in_flight", "url_allow_hosts", "min_image_side",
 )
 

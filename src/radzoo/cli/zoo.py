@@ -148,15 +148,31 @@ def _embed(args: argparse.Namespace) -> int:
     if args.text:
         model.spec.require("text", "text embeddings")
     rows, names, failed = [], [], []
-    for name, item in items:
-        try:
-            if isinstance(item, BaseException):
-                raise item
-            rows.append(model.embed_text([item])[0] if args.text else model.embed([item], output=args.output)[0])
-            names.append(name)
-        except RadzooError as exc:
-            failed.append((name, str(exc)))
-            print(f"skipped {name}: {exc}", file=sys.stderr)
+
+    def forward(batch: list[Any]) -> list[Any]:
+        if args.text:
+            return list(model.embed_text(batch))
+        return list(model.embed(batch, output=args.output, batch_size=len(batch)))
+
+    step = max(1, args.batch_size)
+    for start in range(0, len(items), step):
+        chunk = items[start:start + step]
+        if not any(isinstance(item, BaseException) for _, item in chunk):
+            try:  # a whole batch per forward pass; a bad file sends its batch through one by one
+                rows.extend(forward([item for _, item in chunk]))
+                names.extend(name for name, _ in chunk)
+                continue
+            except RadzooError:
+                pass
+        for name, item in chunk:
+            try:
+                if isinstance(item, BaseException):
+                    raise item
+                rows.append(forward([item])[0])
+                names.append(name)
+            except RadzooError as exc:
+                failed.append((name, str(exc)))
+                print(f"skipped {name}: {exc}", file=sys.stderr)
     if not rows:
         raise InputError(f"none of the {len(items)} inputs could be embedded")
     emb = np.stack(rows).astype(np.float32)

@@ -66,11 +66,12 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
 
 
 def resolve_model(model: Any = "graphct_copdgene", device: Any = None) -> Any:
-    """A graph-CT model from a loaded model, registry name or artifact directory (``radzoo.load``)."""
+    """A graph-CT model from a loaded model, registry name or artifact directory (``radzoo.load``,
+    default runtime: the patch encoder and GCN run on onnxruntime when they export with parity)."""
     from radzoo.resolve import load
     from radzoo.zoo.model import ZooModel
 
-    m = model if isinstance(model, ZooModel) else load(model, device=device, runtime="torch")
+    m = model if isinstance(model, ZooModel) else load(model, device=device)
     m.spec.require("ct", "lung CT features")
     return m
 
@@ -220,8 +221,6 @@ def features(
     found; other QA failures (poor registration, patches off the lungs) set ``qa["passed"]``
     to False, or raise :class:`CTQualityError` with ``require_qa=True``.
     """
-    import torch
-
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     zmodel = resolve_model(model, device)
@@ -233,23 +232,19 @@ def features(
     edges = edge_index(adjacency, EDGE_THRESHOLD)
 
     transform = zmodel.transform
-    net = zmodel.net
-    patch_emb = np.empty((len(corners), net.patch_encoder.conv4.out_channels), dtype=np.float32)
-    with torch.inference_mode():
-        batches = iter_patch_batches(prep.sampler, corners, batch_size, PATCH_SIZE, transform=transform)
-        while True:
-            with _timed(timings, "patches"):
-                item = next(batches, None)
-            if item is None:
-                break
-            start, batch = item
-            with _timed(timings, "encoding"):
-                out = net.encode_patches(torch.from_numpy(batch).to(zmodel.device))
-                patch_emb[start:start + len(batch)] = out.float().cpu().numpy()
-        with _timed(timings, "graph"):
-            nodes_t = net.encode_graph(torch.from_numpy(patch_emb).to(zmodel.device),
-                                       torch.from_numpy(edges).to(zmodel.device))
-            nodes = nodes_t.float().cpu().numpy()
+    runtime = zmodel.runtime  # torch or onnxruntime, at the precision radzoo.load chose
+    patch_emb = np.empty((len(corners), zmodel.net.patch_encoder.conv4.out_channels), dtype=np.float32)
+    batches = iter_patch_batches(prep.sampler, corners, batch_size, PATCH_SIZE, transform=transform)
+    while True:
+        with _timed(timings, "patches"):
+            item = next(batches, None)
+        if item is None:
+            break
+        start, batch = item
+        with _timed(timings, "encoding"):
+            patch_emb[start:start + len(batch)] = runtime.encode_patches(batch)
+    with _timed(timings, "graph"):
+        nodes = np.asarray(runtime.encode_graph(patch_emb, edges), dtype=np.float32)
     lung_fraction, landmarks = prep.lung_fraction, prep.landmarks
     qa = prep.qa()
     del prep

@@ -21,6 +21,7 @@ from radzoo.extract.session import Counts, Session
 from radzoo.extract.state import identity_of
 from radzoo.pacs import DicomwebSource, is_dicomweb_url
 from radzoo.resolve import load, spec_of
+from radzoo.runtimes import prepare_output
 
 ENGINES = ("local", "ray")
 
@@ -58,6 +59,7 @@ def extract_features(
     threads: int | None = None,
     runtime: str = "auto",
     device: str | None = None,
+    precision: str = "fp32",
     engine: str = "local",
     address: str | None = None,
     ray_cpus: int | None = None,
@@ -72,7 +74,7 @@ def extract_features(
     """Embed every image under ``inputs`` into ``out`` (Parquet shards + errors table + manifest).
 
     ``model``: a zoo name or artifact folder, opened by ``radzoo.load`` (with ``runtime``,
-    ``device``, ``threads`` and ``random_weights``: a registry name built with random weights,
+    ``precision``, ``device``, ``threads`` and ``random_weights``: a registry name built with random weights,
     which the manifest says), or an already loaded model (local engine). ``inputs``: files, folders (recursive), globs, ``@list.txt``;
     or a PACS: a ``radzoo.pacs.DicomwebSource`` (QIDO filters, credentials, concurrency) or a
     DICOMweb URL (``http://pacs:8042/dicom-web[/studies/UID...]``, credentials from
@@ -82,7 +84,8 @@ def extract_features(
     ``workers``: decode processes; 0 decodes inline. Default: on a GPU, one per spare core (up to
     8); on CPU, inline on machines of up to 4 cores (a decode process there takes a core from
     inference: ``benchmarks/bench_extract.py`` measured 0.85x of model-only throughput inline vs
-    0.69x with one worker on 2 cores), else one per 4 cores (up to 8).
+    0.69x with one worker on 2 cores), else one per 4 cores (up to 8). Inline decoding still
+    overlaps inference: a prefetch thread decodes the next batches while the model runs.
     ``threads``: inference threads (default: all cores). ``engine="ray"`` runs on Ray Data
     (local Ray, or the cluster at ``address``). ``pseudonym_secret``: HMAC paths, UIDs and file
     hashes in the output. Per-file failures go to the errors table; check ``result.ok``.
@@ -129,7 +132,7 @@ def extract_features(
         if engine == "ray" and "ct" in spec_of(model)[0].capabilities:
             _refuse_ray_for_ct()  # before any weights are read
         zmodel = load(model, random_weights=random_weights, seed=seed, runtime=runtime, device=device,
-                      threads=threads if engine == "local" else None)
+                      threads=threads if engine == "local" else None, precision=precision)
     else:
         if engine == "ray":
             raise InputError("engine='ray' needs a model name or artifact folder: Ray actors load their own copy")
@@ -141,6 +144,7 @@ def extract_features(
         _check_ct_options(zmodel, engine, user_workers, segmenter)
     else:
         zmodel.spec.require("embed", "batch extraction of 2D images")
+    prepare_output(zmodel, None if volumes else output)  # ONNX graphs exported now: the manifest names the runtime
     ident = identity_of(zmodel, output)
     if volumes:
         from radzoo.extract.ct_work import ct_output_dim
@@ -167,6 +171,7 @@ def extract_features(
         "threads": threads,
         "runtime": zmodel.runtime.name,
         "runtime_reason": getattr(zmodel.runtime, "reason", ""),
+        "precision": ident.precision,
         "device": str(zmodel.device),
         "engine": engine,
         "address": address,
@@ -212,7 +217,7 @@ def extract_features(
             from radzoo.extract.ray_engine import run_ray
 
             run_ray(session, zmodel, todo, model_ref=os.fspath(model), random_weights=random_weights, seed=seed,
-                    runtime=runtime, device=device, batch_size=batch_size, threads=threads,
+                    runtime=runtime, device=device, precision=precision, batch_size=batch_size, threads=threads,
                     address=address, num_cpus=ray_cpus)
         status = "complete"
     except KeyboardInterrupt:
@@ -230,7 +235,9 @@ def default_workers(cores: int, device: Any = None) -> int:
     """Decode processes that help rather than steal cores from inference (see ``extract``)."""
     from radzoo.zoo.devices import resolve_device
 
-    if resolve_device(device).type == "cuda":
+    # an explicit device is judged by radzoo.load (which names what a CUDA request lacks)
+    cuda = resolve_device(None).type == "cuda" if device in (None, "auto") else str(device).startswith("cuda")
+    if cuda:
         return max(1, min(cores - 1, 8))
     return 0 if cores <= 4 else min(cores // 4, 8)
 

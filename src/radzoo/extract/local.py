@@ -1,8 +1,12 @@
-"""The in-process engine: decode workers (processes) feed batched inference in this process.
+"""The in-process engine: decoding runs ahead of batched inference in this process.
 
-Workers get only the spec's ``Preprocess``; the model lives here, loaded once. At most
-``2 * workers`` batches are in flight, so memory stays bounded on any archive size and a kill
-loses at most those batches plus the rows not yet committed to a shard.
+Decoding always overlaps inference. With ``workers=0`` (the default on small CPU machines) one
+prefetch thread decodes the next ``PREFETCH`` batches while the model runs the current one
+(PIL/pydicom decoders, resizing and onnxruntime all release the GIL); with ``workers > 0``
+decode processes do, ``2 * workers`` batches ahead. Workers get only the spec's ``Preprocess``;
+the model lives here, loaded once. The number of batches in flight is bounded, so memory stays
+bounded on any archive size and a kill loses at most those batches plus the rows not yet
+committed to a shard.
 """
 
 from __future__ import annotations
@@ -10,9 +14,10 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from typing import Any
 
 from radzoo.errors import RadzooError
@@ -21,6 +26,8 @@ from radzoo.extract.session import Session
 from radzoo.extract.work import Failure, Prepared, embed_prepared, prepare_many
 
 _WORKER: dict[str, Any] = {}
+#: Batches the inline prefetch thread decodes ahead of inference.
+PREFETCH = 2
 
 
 class ExtractError(RadzooError, RuntimeError):
@@ -56,36 +63,48 @@ def _chunks(items: list[InputItem], size: int) -> Iterator[list[InputItem]]:
 
 
 def run_local(session: Session, model: Any, items: list[InputItem], *, batch_size: int, workers: int) -> None:
-    """Process ``items`` into ``session``. ``workers=0`` decodes in this process (no pool)."""
+    """Process ``items`` into ``session``. ``workers=0`` decodes in a prefetch thread of this process."""
+    from functools import partial
+
     output = session.ident.output
     preprocess = model.spec.preprocess
     modality = model.spec.modality
+    chunks = _chunks(items, batch_size)
     if workers == 0:
-        for chunk in _chunks(items, batch_size):
-            consume(session, model, output, prepare_many(chunk, preprocess, modality))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="radzoo-prefetch") as pool:
+            decode = partial(prepare_many, preprocess=preprocess, modality=modality)
+            with closing(_pipelined(pool, decode, chunks, PREFETCH)) as stream:
+                for results in stream:
+                    consume(session, model, output, results)
         return
-    window = 2 * workers
     ctx = mp.get_context("spawn")  # never fork a process that holds torch/OpenMP threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(preprocess, modality)) as pool:
-        pending: deque[Future[list[Prepared | Failure]]] = deque()
-        chunks = _chunks(items, batch_size)
         try:
-            for chunk in chunks:
-                pending.append(pool.submit(_work, chunk))
-                if len(pending) >= window:
-                    consume(session, model, output, pending.popleft().result())
-            while pending:
-                consume(session, model, output, pending.popleft().result())
+            with closing(_pipelined(pool, _work, chunks, 2 * workers)) as stream:
+                for results in stream:
+                    consume(session, model, output, results)
         except BrokenProcessPool as exc:
             raise ExtractError(
                 "a decode worker process died (killed, out of memory or a crashing decoder); rows committed "
                 "so far are kept: rerun the same command to resume, with fewer --workers if memory is short"
             ) from exc
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
+
+
+def _pipelined(pool: Executor, decode: Callable[[list[InputItem]], list[Prepared | Failure]],
+               chunks: Iterator[list[InputItem]], depth: int) -> Iterator[list[Prepared | Failure]]:
+    """Decoded chunks in input order, with up to ``depth`` chunks decoding ahead of the consumer."""
+    pending: deque[Future[list[Prepared | Failure]]] = deque()
+    try:
+        for chunk in chunks:
+            pending.append(pool.submit(decode, chunk))
+            if len(pending) >= depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for fut in pending:
+            fut.cancel()
 
 
 def consume(session: Session, model: Any, output: str, results: list[Prepared | Failure]) -> None:

@@ -79,11 +79,11 @@ class _EmbedActor:
     """Holds the model; turns prepared rows into embedding rows (``data`` = float32 bytes)."""
 
     def __init__(self, model_ref: str, random_weights: bool, runtime: str, device: str | None, output: str,
-                 threads: int, seed: int = 0) -> None:
+                 threads: int, seed: int = 0, precision: str = "fp32") -> None:
         from radzoo.resolve import load
 
         self.model = load(model_ref, random_weights=random_weights, seed=seed, runtime=runtime, device=device,
-                          threads=threads)
+                          threads=threads, precision=precision)
         self.output = output
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -115,6 +115,7 @@ def run_ray(
     device: str | None,
     batch_size: int,
     threads: int,
+    precision: str = "fp32",
     address: str | None = None,
     num_cpus: int | None = None,
     actors: int = 1,
@@ -154,7 +155,7 @@ def run_ray(
         ds = ds.map_batches(
             _EmbedActor, batch_size=batch_size, num_cpus=actor_cpus, compute=ActorPoolStrategy(size=actors),
             fn_constructor_kwargs={"model_ref": model_ref, "random_weights": random_weights, "seed": seed, "runtime": runtime,
-                                   "device": device, "output": session.ident.output, "threads": threads},
+                                   "precision": precision, "device": device, "output": session.ident.output, "threads": threads},
         )
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             n = len(batch["path"])

@@ -120,6 +120,7 @@ class Session:
                     "revision": self.ident.revision,
                     "preprocess": self.ident.preprocess,
                     "output": self.ident.output,
+                    "precision": self.ident.precision,
                     "extracted_at": now,
                     "run_id": self.run_id,
                     **self._extra(p),

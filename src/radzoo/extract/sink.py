@@ -50,6 +50,7 @@ def embeddings_schema(dim: int) -> pa.Schema:
             ("revision", pa.string()),
             ("preprocess", pa.string()),
             ("output", pa.string()),
+            ("precision", pa.string()),  # fp32, bf16, fp16 or int8 (radzoo.runtimes)
             ("extracted_at", pa.timestamp("us", tz="UTC")),
             ("run_id", pa.string()),
         ]

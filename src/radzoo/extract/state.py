@@ -28,6 +28,7 @@ class ModelIdentity:
     output: str
     dim: int
     random_weights: bool
+    precision: str = "fp32"  # what the runtime computed in (radzoo.runtimes.PRECISIONS)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +67,7 @@ def identity_of(model: Any, output: str | None) -> ModelIdentity:
         output=name,
         dim=int(model.spec.outputs[name]),
         random_weights=bool(model.random_init),
+        precision=str(getattr(model.runtime, "precision", "fp32")),
     )
 
 
@@ -154,8 +156,8 @@ def check_compatible(manifest: dict[str, Any] | None, ident: ModelIdentity, key_
     """Refuse to mix two models, or two pseudonymisation secrets, in one output folder."""
     if not manifest:
         return
-    old = manifest.get("model", {})
-    fields = ("model", "revision", "preprocess", "output")
+    old = {"precision": "fp32", **manifest.get("model", {})}  # folders written before precisions: fp32
+    fields = ("model", "revision", "preprocess", "output", "precision")
     if any(old.get(f) != getattr(ident, f) for f in fields):
         was = ", ".join(f"{f}={old.get(f)}" for f in fields)
         now = ", ".join(f"{f}={getattr(ident, f)}" for f in fields)

@@ -217,7 +217,7 @@ def check_header(ds: Any, label: str, frame: int, max_pixels: int) -> tuple[int,
 
 def decode_frame(ds: Any, label: str, frame: int) -> np.ndarray:
     """Decode one frame with pydicom's decoders (pylibjpeg plugins, then python-gdcm, tried in turn)."""
-    from pydicom.pixels import get_decoder, pixel_array
+    from pydicom.pixels import get_decoder
     from pydicom.uid import UID
 
     tsuid = UID(str(ds.file_meta.TransferSyntaxUID))
@@ -232,6 +232,19 @@ def decode_frame(ds: Any, label: str, frame: int) -> np.ndarray:
         hint = _INSTALL_HINTS.get(str(tsuid), "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle python-gdcm")
         raise _fail(label, f"no decoder installed for transfer syntax {name}; {hint}" + (f" ({missing})" if missing else ""))
     n_frames = _int_or(ds.get("NumberOfFrames"), 1)
+    from radzoo.io import gpu_decode
+
+    if gpu_decode.wants(str(tsuid)):  # JPEG 2000 on a GPU machine with nvImageCodec
+        gpu = gpu_decode.decode_frame_gpu(ds, frame, str(tsuid), lambda: _cpu_frame(ds, label, frame, n_frames, name))
+        if gpu is not None:
+            return gpu
+    return _cpu_frame(ds, label, frame, n_frames, name)
+
+
+def _cpu_frame(ds: Any, label: str, frame: int, n_frames: int, name: str) -> np.ndarray:
+    """One frame through pydicom's decoders (the CPU path, and the GPU path's cross-check)."""
+    from pydicom.pixels import pixel_array
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

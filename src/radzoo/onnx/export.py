@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,10 @@ DEFAULT_OPSET = 17
 PARITY_TOL = 1e-4
 EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript tracer)"
 ONNX_DIR = "onnx"
+#: Sections beside ``graphs`` that hold derived graphs of other precisions (``radzoo.onnx.precision_graphs``).
+VARIANT_PRECISIONS = ("int8", "fp16")
+#: How long a load waits for another process's export of the same graphs (ResNet-50: ~30 s).
+LOCK_TIMEOUT_S = 900.0
 
 
 class ParityError(RadzooError):
@@ -59,38 +63,158 @@ def export_model(
 
     ``outputs`` selects graphs by graph name (``image_trunk``, ``text_global``, ``patch_encoder``,
     ``gnn``, ``graph_global``) or image output name (``trunk``); ``None`` exports all. Graphs already exported from
-    the same weights and not selected are kept. Returns the new ``onnx`` config section.
-    Writes atomically: everything goes to a temp dir inside the artifact first, then each file
+    the same weights and not selected are kept, and so are precision variants (int8) of kept
+    graphs. Returns the new ``onnx`` config section.
+    Writes atomically under the artifact's export lock (a concurrent ``radzoo.load`` exporting the
+    same artifact waits): everything goes to a temp dir inside the artifact first, then each file
     is moved into place with ``os.replace``, ``config.json`` last.
     """
-    import onnxruntime as ort
+    import onnxruntime  # noqa: F401 - fail early when it is missing
 
     if model.directory is None:
         raise ArtifactError(f"model {model.name!r} has no artifact directory to export into; save it first (zoo.save)")
     directory = Path(model.directory)
-    if not isinstance(parity_tol, (int, float)) or not parity_tol > 0:
-        raise InputError(f"parity_tol must be a positive number, got {parity_tol!r}")
-    if not isinstance(opset, int) or not 14 <= opset <= 20:
-        raise InputError(f"opset must be an integer between 14 and 20, got {opset!r}")
+    check_export_args(opset, parity_tol)
     if model.device.type != "cpu":
         raise InputError(f"export traces on the CPU; load {directory} with device='cpu'")
     defs = _select(graph_defs(model), outputs, model.name)
     if not defs:
         raise InputError(f"model {model.name!r} has no exportable graphs")
 
-    weights_sha = model.config.get("weights", {}).get("sha256")
-    previous = model.config.get("onnx") or {}
-    kept: dict[str, Any] = {}
-    if previous.get("opset") == opset:
-        for name, entry in previous.get("graphs", {}).items():
-            if (
-                name not in {d.name for d in defs}
-                and entry.get("weights_sha256") == weights_sha
-                and (directory / entry.get("file", "")).is_file()
-            ):
-                kept[name] = entry
+    with export_lock(directory):
+        config = current_config(model)
+        weights_sha = config.get("weights", {}).get("sha256")
+        previous = config.get("onnx") or {}
+        chosen = {d.name for d in defs}
+        kept: dict[str, Any] = {}
+        if previous.get("opset") == opset:
+            for name, entry in previous.get("graphs", {}).items():
+                if (
+                    name not in chosen
+                    and entry.get("weights_sha256") == weights_sha
+                    and (directory / entry.get("file", "")).is_file()
+                ):
+                    kept[name] = entry
+        entries = export_graphs(model, defs, directory, opset, parity_tol, weights_sha)
+        section = {**section_header(opset, parity_tol), "graphs": {**kept, **entries}}
+        for precision in VARIANT_PRECISIONS:  # variants of graphs that were not re-exported stay valid
+            variant = previous.get(precision) or {}
+            still = {k: v for k, v in variant.get("graphs", {}).items() if k in kept}
+            if still:
+                section[precision] = {**variant, "graphs": still}
+        write_onnx_section(directory, config, section)
+    model.config["onnx"] = section
+    return section
 
-    tmp = Path(tempfile.mkdtemp(prefix=".onnx-export-", dir=directory))
+
+def check_export_args(opset: Any, parity_tol: Any) -> None:
+    if not isinstance(parity_tol, (int, float)) or not parity_tol > 0:
+        raise InputError(f"parity_tol must be a positive number, got {parity_tol!r}")
+    if not isinstance(opset, int) or not 14 <= opset <= 20:
+        raise InputError(f"opset must be an integer between 14 and 20, got {opset!r}")
+
+
+def section_header(opset: int, parity_tol: float) -> dict[str, Any]:
+    """What every ``onnx`` section records about how its graphs were made."""
+    import onnxruntime as ort
+
+    return {
+        "opset": opset,
+        "exporter": EXPORTER,
+        "torch_version": torch.__version__,
+        "onnxruntime_version": ort.__version__,
+        "parity_tol": parity_tol,
+    }
+
+
+@contextlib.contextmanager
+def export_lock(folder: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """An inter-process lock on ``folder``'s ONNX exports (threads and processes alike).
+
+    The lock file lives in ``$RADZOO_HOME/locks/`` (named by a hash of the folder's absolute path)
+    so artifact folders stay clean; processes on other machines sharing a network folder are
+    not coordinated. A process waiting longer than ``timeout`` seconds gets an ``ArtifactError``
+    naming the lock file.
+    """
+    import hashlib
+
+    from filelock import FileLock, Timeout
+
+    from radzoo.zoo.home import radzoo_home
+
+    locks = radzoo_home() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:24]
+    path = locks / f"export-{key}.lock"
+    lock = FileLock(str(path), timeout=timeout)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise ArtifactError(
+            f"waited {timeout:.0f} s for another process exporting ONNX graphs of {folder} (lock {path}); "
+            "if no radzoo process is running, delete that file"
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def current_config(model: ZooModel) -> dict[str, Any]:
+    """``config.json`` as it is on disk now (another process may have added sections since the
+    model was loaded), refused when its weights are no longer the model's."""
+    from radzoo.zoo.artifact import read_config
+
+    directory = Path(model.directory)  # type: ignore[arg-type]
+    config = read_config(directory)
+    loaded = model.config.get("weights", {}).get("sha256")
+    if loaded and config.get("weights", {}).get("sha256") != loaded:
+        raise ArtifactError(
+            f"{directory / CONFIG} now describes other weights than the ones loaded; reload the artifact"
+        )
+    return config
+
+
+def write_onnx_section(directory: Path, config: dict[str, Any], section: dict[str, Any]) -> None:
+    """Replace the ``onnx`` section of ``config.json`` and re-render the card (each file atomically)."""
+    from radzoo.zoo.card import render_card
+
+    config = dict(config)
+    config["onnx"] = section
+    atomic_write_text(directory / CARD, render_card(config))
+    atomic_write_text(directory / CONFIG, json.dumps(config, indent=2) + "\n")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``path`` through a temp file in the same folder and ``os.replace`` (never partial)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def export_graphs(
+    model: ZooModel,
+    defs: list[GraphDef],
+    root: Path,
+    opset: int,
+    parity_tol: float,
+    weights_sha: str | None,
+) -> dict[str, Any]:
+    """Export and parity-check ``defs``, then move them into ``root/onnx/``; returns their entries.
+
+    Nothing lands in ``root/onnx/`` unless every graph passed: the files are written to a temp
+    dir inside ``root`` and moved with ``os.replace`` at the end. Raises ``ParityError`` /
+    ``ArtifactError`` naming the graph that failed.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=".onnx-export-", dir=root))
     try:
         entries: dict[str, Any] = {}
         for graph in defs:
@@ -101,7 +225,7 @@ def export_model(
             if not diff <= parity_tol:
                 raise ParityError(
                     f"{model.name}: ONNX graph {graph.name!r} differs from torch by {diff:.3g} "
-                    f"(tolerance {parity_tol:g}); nothing was written to {directory}"
+                    f"(tolerance {parity_tol:g}); nothing was written to {root}"
                 )
             entries[graph.name] = {
                 "file": graph.file,
@@ -114,28 +238,12 @@ def export_model(
                 "sha256": sha256_file(path),
                 "weights_sha256": weights_sha,
             }
-        section = {
-            "opset": opset,
-            "exporter": EXPORTER,
-            "torch_version": torch.__version__,
-            "onnxruntime_version": ort.__version__,
-            "parity_tol": parity_tol,
-            "graphs": {**kept, **entries},
-        }
-        config = dict(model.config)
-        config["onnx"] = section
-        from radzoo.zoo.card import render_card
-
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        (tmp / CARD).write_text(render_card(config))
-        (directory / ONNX_DIR).mkdir(exist_ok=True)
+        (root / ONNX_DIR).mkdir(exist_ok=True)
         for graph in defs:
-            os.replace(tmp / graph.file, directory / graph.file)
-        os.replace(tmp / CARD, directory / CARD)
-        os.replace(tmp / CONFIG, directory / CONFIG)
+            os.replace(tmp / graph.file, root / graph.file)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return section
+    return entries
 
 
 def _select(defs: list[GraphDef], outputs: Iterable[str] | None, model_name: str) -> list[GraphDef]:

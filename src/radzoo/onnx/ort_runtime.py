@@ -1,8 +1,15 @@
-"""onnxruntime behind ``ZooModel.embed``: ``radzoo.load(DIR, runtime="onnx", runtime_options={...})``.
+"""onnxruntime behind ``ZooModel.embed``: ``radzoo.load(..., runtime="onnx"|"auto", runtime_options={...})``.
 
-Sessions are created lazily, one per exported graph, and cached. Provider choice: CUDA when
-onnxruntime offers ``CUDAExecutionProvider`` (the ``onnxruntime-gpu`` wheel) and the model's
-device is CUDA (``device=None``/``"auto"`` resolves to CUDA when a GPU exists), else CPU.
+Sessions are created lazily, one per graph, and cached. The graphs come from a ``GraphStore``
+(the artifact's ``onnx/`` folder or the ONNX cache, ``radzoo.onnx.export_cache``); a precision
+other than fp32 runs that precision's derived graphs (``int8``: static QDQ, ``fp16``: GPUs).
+
+Providers: on a CUDA device, the TensorRT EP first when this onnxruntime build has it (fp16 /
+int8 enabled to match the precision, engines cached in ``trt_engine_cache_dir``, default
+``$RADZOO_HOME/trt-engines``), then the CUDA EP, then CPU; on CPU, the CPU EP. On CUDA,
+inputs and outputs go through IO binding (the input is copied to the GPU once and the output
+read back once, into buffers onnxruntime does not have to stage).
+
 Options (all keyword, validated):
 
 * ``providers``: execution providers in priority order (e.g. ``["CPUExecutionProvider"]``).
@@ -10,7 +17,9 @@ Options (all keyword, validated):
 * ``intra_op_num_threads`` / ``inter_op_num_threads``: thread pools (0 = onnxruntime's default).
   With several workers on one machine give each ``cores // workers`` intra-op threads.
 * ``execution_mode``: ``"sequential"`` (default) or ``"parallel"``.
-* ``verify_files``: check each graph's sha256 against config.json before use (default True).
+* ``verify_files``: check each graph's sha256 against its record before use (default True).
+* ``trt_engine_cache_dir``: where the TensorRT EP keeps built engines (CUDA devices only).
+* ``io_binding``: bind inputs/outputs on the GPU (default True on CUDA; ignored on CPU).
 """
 
 from __future__ import annotations
@@ -28,16 +37,13 @@ from radzoo.zoo.weights import sha256_file
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
 _EXEC_MODES = ("sequential", "parallel")
-_OPTIONS = (
-    "providers",
-    "graph_optimization_level",
-    "intra_op_num_threads",
-    "inter_op_num_threads",
-    "execution_mode",
-    "verify_files",
-)
+_SESSION_OPTIONS = ("graph_optimization_level", "intra_op_num_threads", "inter_op_num_threads", "execution_mode")
+_OPTIONS = ("providers", *_SESSION_OPTIONS, "verify_files", "trt_engine_cache_dir", "io_binding", "trt_max_batch")
+#: Largest batch a TensorRT engine is built for (one engine per graph serves batch 1 .. this).
+TRT_MAX_BATCH = 256
 
 
 def _ort() -> Any:
@@ -83,22 +89,29 @@ def session_options(
     return opts
 
 
-def check_providers(providers: str | Sequence[str]) -> list[str]:
-    """Providers as a list, each one available in this onnxruntime build."""
+def _provider_name(entry: Any) -> Any:
+    if isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[1], dict):
+        return entry[0]
+    return entry
+
+
+def check_providers(providers: str | Sequence[Any]) -> list[Any]:
+    """Providers as a list (names, or ``(name, options)`` pairs), each one available in this build."""
     available = _ort().get_available_providers()
     chosen = [providers] if isinstance(providers, str) else list(providers)
-    if not chosen or not all(isinstance(p, str) for p in chosen):
+    names = [_provider_name(p) for p in chosen]
+    if not chosen or not all(isinstance(n, str) for n in names):
         raise InputError(f"providers must be a non-empty list of provider names, got {providers!r}")
-    missing = [p for p in chosen if p not in available]
+    missing = [n for n in names if n not in available]
     if missing:
-        hint = " (install onnxruntime-gpu for CUDA)" if CUDA in missing else ""
+        hint = " (install onnxruntime-gpu for CUDA: pip install 'radzoo[gpu]')" if {CUDA, TENSORRT} & set(missing) else ""
         raise InputError(
             f"onnxruntime provider(s) {', '.join(missing)} not available here{hint}; available: {', '.join(available)}"
         )
     return chosen
 
 
-def make_session(path: str | Path, providers: Sequence[str] | None = None, **options: Any) -> Any:
+def make_session(path: str | Path, providers: Sequence[Any] | None = None, **options: Any) -> Any:
     """An ``InferenceSession`` for one graph file with validated options."""
     ort = _ort()
     return ort.InferenceSession(
@@ -108,41 +121,118 @@ def make_session(path: str | Path, providers: Sequence[str] | None = None, **opt
     )
 
 
-def default_providers(device_type: str) -> list[str]:
-    available = _ort().get_available_providers()
-    if CUDA in available and device_type == "cuda":
-        return [CUDA, CPU]
+def cuda_provider_missing() -> str | None:
+    """Why this onnxruntime cannot run on CUDA (the CPU wheel is installed), or ``None``."""
+    ort = _ort()
+    available = ort.get_available_providers()
+    if CUDA in available:
+        return None
+    return (f"this onnxruntime ({ort.__version__}) has no CUDAExecutionProvider (available: "
+            f"{', '.join(available)}): the CPU wheel 'onnxruntime' is installed, not 'onnxruntime-gpu' "
+            "(pip uninstall onnxruntime && pip install 'radzoo[gpu]')")
+
+
+def gpu_providers(device_index: int, precision: str, trt_engine_cache_dir: str | Path | None = None) -> list[Any]:
+    """TensorRT (when this build has it) -> CUDA -> CPU, configured for ``precision``."""
+    missing = cuda_provider_missing()
+    if missing:
+        raise CapabilityError(f"onnxruntime cannot use the GPU: {missing}")
+    chain: list[Any] = []
+    if TENSORRT in _ort().get_available_providers():
+        from radzoo.zoo.home import radzoo_home
+
+        cache = Path(trt_engine_cache_dir) if trt_engine_cache_dir else radzoo_home() / "trt-engines"
+        cache.mkdir(parents=True, exist_ok=True)
+        chain.append((TENSORRT, {
+            "device_id": device_index,
+            "trt_fp16_enable": precision == "fp16",
+            "trt_int8_enable": precision == "int8",  # QDQ graphs carry their own scales
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(cache),
+        }))
+    chain.append((CUDA, {"device_id": device_index, "cudnn_conv_algo_search": "EXHAUSTIVE"}))
+    chain.append(CPU)
+    return chain
+
+
+def default_providers(device_type: str, device_index: int = 0, precision: str = "fp32",
+                      trt_engine_cache_dir: str | Path | None = None) -> list[Any]:
+    """The CPU EP on CPU; the GPU chain (``gpu_providers``) on CUDA."""
+    if device_type == "cuda":
+        return gpu_providers(device_index, precision, trt_engine_cache_dir)
     return [CPU]
 
 
+def _with_trt_profile(providers: list[Any], entry: dict[str, Any], max_batch: int) -> list[Any]:
+    """TensorRT options gain one optimisation profile over the graph's batch axis (1 .. ``max_batch``,
+    tuned for 32), so one engine serves every batch size instead of one engine build per size."""
+    inputs = entry.get("inputs", {})
+    if not inputs or not all(isinstance(d, int) for dims in inputs.values() for d in dims[1:]):
+        return providers  # dynamic axes beyond the batch (text, graphs): TensorRT's own handling
+
+    def shapes(batch: int) -> str:
+        return ",".join(f"{name}:{'x'.join(str(d) for d in [batch, *dims[1:]])}" for name, dims in inputs.items())
+
+    out = []
+    for p in providers:
+        if _provider_name(p) == TENSORRT and isinstance(p, tuple):
+            p = (TENSORRT, {**p[1], "trt_profile_min_shapes": shapes(1), "trt_profile_opt_shapes": shapes(min(32, max_batch)),
+                            "trt_profile_max_shapes": shapes(max_batch)})
+        out.append(p)
+    return out
+
+
 class OnnxRuntime:
-    """The ``Runtime`` protocol over an artifact's ``onnx/`` graphs (``name = "onnx"``)."""
+    """The ``Runtime`` protocol over exported graphs (``name = "onnx"``).
+
+    ``root`` holds the graph files (``root / entry["file"]``) and ``section`` their record (an
+    artifact's ``onnx`` config section or a cache folder's ``onnx.json``). ``precision`` picks the
+    derived graphs in ``section[precision]``; a graph without one (graph-CT's GCN in int8) runs
+    in fp32.
+    """
 
     name = "onnx"
 
     def __init__(
         self,
-        directory: Path,
-        config: dict[str, Any],
+        root: Path,
+        section: dict[str, Any],
         *,
-        providers: Sequence[str],
+        providers: Sequence[Any],
+        weights_sha: str | None = None,
+        precision: str = "fp32",
         verify_files: bool = True,
         reason: str = "requested runtime='onnx'",
+        device: Any = None,
+        io_binding: bool | None = None,
+        trt_max_batch: int = TRT_MAX_BATCH,
         **options: Any,
     ) -> None:
         self.reason = reason
-        self.directory = Path(directory)
-        self.section = config["onnx"]
-        self.weights_sha = config.get("weights", {}).get("sha256")
+        self.trt_max_batch = trt_max_batch
+        self.directory = Path(root)
+        self.section = section
+        self.weights_sha = weights_sha
+        self.precision = precision
         self.providers = list(providers)
         self.options = options
         self.verify_files = verify_files
+        on_gpu = any(_provider_name(p) in (CUDA, TENSORRT) for p in self.providers)
+        self.io_binding = on_gpu if io_binding is None else bool(io_binding) and on_gpu
+        self.device_index = int(getattr(device, "index", None) or 0)
         session_options(**options)  # validate now, not at first use
         self._sessions: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"OnnxRuntime({str(self.directory)!r}, providers={self.providers}, graphs={sorted(self.graphs)})"
+        names = [_provider_name(p) for p in self.providers]
+        return f"OnnxRuntime({str(self.directory)!r}, precision={self.precision}, providers={names}, graphs={sorted(self.graphs)})"
+
+    @property
+    def provider_names(self) -> list[str]:
+        return [_provider_name(p) for p in self.providers]
 
     @property
     def graphs(self) -> dict[str, dict[str, Any]]:
@@ -156,6 +246,10 @@ class OnnxRuntime:
                 f"artifact {self.directory} has no ONNX graph {graph!r} (exported: {exported}); "
                 f"run `radzoo export {self.directory}` to export it"
             )
+        if self.precision != "fp32":
+            variant = (self.section.get(self.precision) or {}).get("graphs", {}).get(graph)
+            if variant is not None:
+                return {**entry, **variant}
         return entry
 
     def session(self, graph: str) -> Any:
@@ -178,7 +272,7 @@ class OnnxRuntime:
                     f"run `radzoo export {self.directory}` again"
                 )
             try:
-                sess = make_session(path, self.providers, **self.options)
+                sess = make_session(path, _with_trt_profile(self.providers, entry, self.trt_max_batch), **self.options)
             except (InputError, CapabilityError):
                 raise
             except Exception as exc:  # onnxruntime's own exception types
@@ -197,7 +291,20 @@ class OnnxRuntime:
                 raise InputError(
                     f"ONNX graph {graph!r} input {name!r} expects shape {want}, got {list(arr.shape)}"
                 )
-        return self.session(graph).run(None, feeds)[0]
+        session = self.session(graph)
+        if self.io_binding:
+            return self._run_bound(session, feeds)
+        return session.run(None, feeds)[0]
+
+    def _run_bound(self, session: Any, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """One run with the inputs copied to the GPU once and the output read back once."""
+        ort = _ort()
+        binding = session.io_binding()
+        for name, arr in feeds.items():
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(arr, "cuda", self.device_index))
+        binding.bind_output(session.get_outputs()[0].name, "cuda", self.device_index)
+        session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
 
     # ---- Runtime protocol -----------------------------------------------------------------
     def run(self, batch: Any, output: str) -> np.ndarray:
@@ -248,11 +355,50 @@ def _int64(x: Any) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.int64)
 
 
-def onnx_runtime_for(model: ZooModel, *, reason: str = "requested runtime='onnx'", **options: Any) -> OnnxRuntime:
-    """The onnxruntime backend for a model loaded from an artifact directory with an ONNX export."""
+
+def check_runtime_options(options: dict[str, Any]) -> None:
+    """Refuse unknown or malformed ``runtime_options`` at load time (sessions are made later)."""
+    if not options:
+        return
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise InputError(f"unknown onnx runtime option(s) {unknown}; known: {', '.join(_OPTIONS)}")
+    session_options(**{k: v for k, v in options.items() if k in _SESSION_OPTIONS})
+    if options.get("providers") is not None:
+        check_providers(options["providers"])
+
+
+def _split_options(options: dict[str, Any]) -> tuple[list[Any] | None, dict[str, Any], dict[str, Any]]:
+    """``(providers, runtime kwargs, session options)`` from validated ``runtime_options``."""
+    check_runtime_options(options)
+    options = dict(options)
+    providers = options.pop("providers", None)
+    extra = {k: options.pop(k) for k in ("verify_files", "io_binding", "trt_max_batch") if k in options}
+    options.pop("trt_engine_cache_dir", None)
+    return providers, extra, options
+
+
+def runtime_for_store(model: ZooModel, store: Any, *, precision: str = "fp32", reason: str,
+                      verify_files: bool = False, **options: Any) -> OnnxRuntime:
+    """The onnxruntime backend over a ``GraphStore`` (``radzoo.onnx.export_cache``) for ``model``'s device.
+
+    ``verify_files`` defaults to False here: ``find_or_export`` has just checked every file's hash.
+    """
+    trt_dir = options.get("trt_engine_cache_dir")
+    providers, extra, session_opts = _split_options(options)
+    extra.setdefault("verify_files", verify_files)
+    if providers is not None:
+        providers = check_providers(providers)
+    else:
+        providers = default_providers(model.device.type, model.device.index or 0, precision, trt_dir)
+    return OnnxRuntime(store.root, store.section, providers=providers, weights_sha=store.weights_sha,
+                       precision=precision, reason=reason, device=model.device, **extra, **session_opts)
+
+
+def onnx_runtime_for(model: ZooModel, *, reason: str = "requested runtime='onnx'", **options: Any) -> OnnxRuntime:
+    """The onnxruntime backend over the artifact's own ``onnx/`` export (``radzoo verify``)."""
+    trt_dir = options.get("trt_engine_cache_dir")
+    providers, extra, session_opts = _split_options(options)
     if model.directory is None:
         raise ArtifactError(
             f"model {model.name!r} was not loaded from an artifact directory (radzoo.build?): save it with "
@@ -262,6 +408,10 @@ def onnx_runtime_for(model: ZooModel, *, reason: str = "requested runtime='onnx'
         raise ArtifactError(
             f"artifact {model.directory} has no ONNX export; run `radzoo export {model.directory}` first"
         )
-    providers = options.pop("providers", None)
-    providers = check_providers(providers) if providers is not None else default_providers(model.device.type)
-    return OnnxRuntime(model.directory, model.config, providers=providers, reason=reason, **options)
+    if providers is not None:
+        providers = check_providers(providers)
+    else:
+        providers = default_providers(model.device.type, model.device.index or 0, "fp32", trt_dir)
+    return OnnxRuntime(model.directory, model.config["onnx"], providers=providers,
+                       weights_sha=model.config.get("weights", {}).get("sha256"), reason=reason,
+                       device=model.device, **extra, **session_opts)

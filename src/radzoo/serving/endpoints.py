@@ -74,6 +74,7 @@ class Endpoints:
             "default_model": self.settings.resolved_default_model(),
             "max_loaded_models": self.settings.max_loaded_models,
             "runtime": self.settings.runtime,
+            "precision": self.settings.precision,
             "endpoints": list(self.ROUTES),
         }
 
@@ -155,6 +156,7 @@ class Endpoints:
             "errors": sorted(errors, key=lambda e: e["index"]),
             "random_weights": bool(model.random_init),
             "runtime": entry.runtime,
+            "precision": entry.precision,
         }
 
     def _embed_texts(self, model: Any, texts: list[tuple[int, str]], errors: list[dict[str, Any]],

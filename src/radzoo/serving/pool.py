@@ -35,6 +35,7 @@ class LoadedModel:
     batcher: Batcher
     runtime: str
     load_seconds: float
+    precision: str = "fp32"
 
     def embed_batch(self, batch: Any, output: str) -> Any:
         return self.batcher.submit(batch, output)
@@ -122,6 +123,7 @@ class ModelPool:
                     "description": spec.description,
                     "random_weights": bool(self.settings.random_weights or spec.random_init),
                     "runtime": entry.runtime if entry else self.settings.runtime,
+                    "precision": entry.precision if entry else self.settings.precision,
                     "runtime_reason": entry.model.runtime.reason if entry else "decided when the model loads",
                     "capabilities": sorted(spec.capabilities),
                 }
@@ -170,7 +172,8 @@ class ModelPool:
         settings = self.settings
         start = time.perf_counter()
         try:
-            model = load(name, device=settings.device, runtime=settings.runtime, random_weights=settings.random_weights)
+            model = load(name, device=settings.device, runtime=settings.runtime, random_weights=settings.random_weights,
+                         precision=settings.precision)
         except Exception as exc:
             reason = str(exc) if isinstance(exc, RadzooError) else f"{type(exc).__name__}: {exc}"
             self.load_errors[name] = reason[:2000]
@@ -182,7 +185,8 @@ class ModelPool:
                  "RANDOM weights" if model.random_init else "weights " + model.revision, seconds)
         batcher = Batcher(model.embed_batch, max_batch_size=settings.max_batch_size,
                           wait_ms=settings.batch_wait_ms, name=name)
-        return LoadedModel(name, model, batcher, model.runtime.name, seconds)
+        return LoadedModel(name, model, batcher, model.runtime.name, seconds,
+                           getattr(model.runtime, "precision", "fp32"))
 
     def close(self) -> None:
         with self._lock:

@@ -124,6 +124,7 @@ class EmbeddingsResponse(BaseModel):
     errors: list[ItemError] = Field(default_factory=list, description="items that failed, by input index")
     random_weights: bool = Field(description="true when the model's weights are random (tests, smoke runs)")
     runtime: str
+    precision: str = Field("fp32", description="what the embeddings were computed in: fp32, bf16, fp16 or int8")
 
 
 def parse_request(schema: type[BaseModel], fields: Any) -> Any:

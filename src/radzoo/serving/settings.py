@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from radzoo.errors import InputError
-from radzoo.runtimes import RUNTIMES as RUNTIME_CHOICES  # noqa: E402 - one list of runtimes
+from radzoo.runtimes import PRECISIONS as PRECISION_CHOICES  # one list of precisions
+from radzoo.runtimes import RUNTIMES as RUNTIME_CHOICES  # one list of runtimes
 
 #: Setting name -> environment variable.
 ENV_NAMES = {
     "models": "RADZOO_MODELS",
     "default_model": "RADZOO_DEFAULT_MODEL",
     "runtime": "RADZOO_RUNTIME",
+    "precision": "RADZOO_PRECISION",
     "device": "RADZOO_DEVICE",
     "random_weights": "RADZOO_RANDOM_WEIGHTS",
     "max_loaded_models": "RADZOO_MAX_LOADED_MODELS",
@@ -52,6 +54,7 @@ class ServeSettings:
     models: tuple[str, ...] = ()  # names served; empty = every registry entry and local artifact
     default_model: str | None = None  # used when a request names no model (default: first of models)
     runtime: str = "auto"  # radzoo.runtimes: auto, torch or onnx
+    precision: str = "fp32"  # radzoo.runtimes: fp32, bf16, fp16 (GPU) or int8
     device: str | None = None  # cpu, cuda, cuda:N; None = cuda when available
     random_weights: bool = False  # radzoo.build() weights: TEST/SMOKE ONLY, marked in answers
     max_loaded_models: int = 2  # least recently used model is unloaded beyond this
@@ -73,6 +76,8 @@ class ServeSettings:
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIME_CHOICES:
             raise InputError(f"runtime must be one of {', '.join(RUNTIME_CHOICES)}, got {self.runtime!r}")
+        if self.precision not in PRECISION_CHOICES:
+            raise InputError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}")
         for name in ("max_loaded_models", "max_batch_size", "max_items", "max_in_flight", "max_pixels", "threads",
                      "min_image_side"):
             if getattr(self, name) < 1:

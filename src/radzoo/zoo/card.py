@@ -100,7 +100,10 @@ def render_card(config: dict[str, Any]) -> str:
         ]
         for name, entry in onnx.get("graphs", {}).items():
             diff = entry.get("parity_max_abs_diff")
-            lines.append(f"- `{entry.get('file', name)}` (opset {onnx.get('opset')}): parity max abs diff {diff}")
+            lines.append(f"- `{entry.get('file', name)}` (fp32, opset {onnx.get('opset')}): parity max abs diff {diff}")
+        lines += _precision_lines(onnx)
+    if config.get("throughput"):
+        lines += ["", *throughput_lines(config["throughput"])]
     lines += [
         "",
         "## Source",
@@ -113,3 +116,53 @@ def render_card(config: dict[str, Any]) -> str:
     lines += ["", "## License", "", f"`{spec['license']}`. Check the original release's terms before use.", ""]
     lines += ["## Citation", "", "```bibtex", spec["citation"], "```", ""]
     return "\n".join(lines)
+
+
+def _precision_lines(onnx: dict[str, Any]) -> list[str]:
+    """The reduced-precision graphs: int8 with its calibration digest and gate, fp16 with its check."""
+    lines: list[str] = []
+    int8 = onnx.get("int8") or {}
+    if int8.get("graphs"):
+        cal = int8.get("calibration", {})
+        lines += [
+            "",
+            "### int8 (static QDQ, onnxruntime quantization tools)",
+            "",
+            f"Calibrated on {cal.get('calibration_inputs')} inputs from {cal.get('source')} "
+            f"(calibration digest `{str(cal.get('digest', ''))[:16]}`); cosine to fp32 measured on "
+            f"{cal.get('held_apart_inputs')} held-apart inputs.",
+            "",
+        ]
+        for name, entry in int8["graphs"].items():
+            gate = entry.get("gate", {})
+            lines.append(
+                f"- `{entry.get('file', name)}`: cosine to fp32 mean {gate.get('cosine_mean', float('nan')):.4f}, "
+                f"min {gate.get('cosine_min', float('nan')):.4f} (gate >= {gate.get('gate_mean')} / {gate.get('gate_min')})"
+            )
+    fp16 = onnx.get("fp16") or {}
+    for name, entry in (fp16.get("graphs") or {}).items():
+        lines.append(f"- `{entry.get('file', name)}` (fp16, GPUs): cosine to fp32 min {entry.get('cosine_min')}")
+    return lines
+
+
+def throughput_lines(section: dict[str, Any]) -> list[str]:
+    """The card's "Throughput" section from the latest ``radzoo bench`` run (named hardware)."""
+    hw = section.get("hardware", {})
+    lines = [
+        "## Throughput",
+        "",
+        f"Measured by `radzoo bench` on {section.get('date', '?')} on **{hw.get('name', 'unknown hardware')}** "
+        f"({hw.get('cores', '?')} cores, {section.get('threads', '?')} threads; radzoo {section.get('radzoo_version', '?')}, "
+        f"onnxruntime {section.get('versions', {}).get('onnxruntime', '?')}, torch {section.get('versions', {}).get('torch', '?')}). "
+        "Numbers from another machine will differ; rerun `radzoo bench` there.",
+        "",
+        "| precision | runtime | device | path | batch | items/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in section.get("rows", []):
+        rate = row.get("items_per_s")
+        shown = f"{rate:.1f}" if isinstance(rate, (int, float)) else str(rate)
+        lines.append(f"| {row.get('precision')} | {row.get('runtime')} | {row.get('device')} | {row.get('path')} | "
+                     f"{row.get('batch')} | {shown} {row.get('unit', 'img/s')} |")
+    lines.append("")
+    return lines

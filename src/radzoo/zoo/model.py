@@ -82,14 +82,16 @@ class ZooModel:
 
     def __repr__(self) -> str:
         init = ", random weights" if self.random_init else ""
-        return f"{type(self).__name__}({self.name!r}, outputs={self.outputs}, device={self.device}, runtime={self.runtime.name}{init})"
+        precision = getattr(self.runtime, "precision", "fp32")
+        return (f"{type(self).__name__}({self.name!r}, outputs={self.outputs}, device={self.device}, "
+                f"runtime={self.runtime.name}, precision={precision}{init})")
 
     # ---- device / runtime -----------------------------------------------------------------
     def to(self, device: str | torch.device | None) -> ZooModel:
         self.device = resolve_device(device)
         self.net.to(self.device)
         if isinstance(self.runtime, TorchRuntime):
-            self.runtime = TorchRuntime(self.net, self.device)
+            self.runtime = TorchRuntime(self.net, self.device, self.runtime.reason, self.runtime.precision)
         return self
 
     def use_runtime(self, runtime: Runtime) -> ZooModel:
