@@ -228,3 +228,51 @@ def image_spec(
         text=text,
         tags=tuple(t for t in base.tags) + (("tiny",) if name.endswith("_tiny") else ()),
     )
+
+
+# ------------------------------------------------------------------------------------- artifact
+
+
+def save_imagetext_artifact(
+    run: Any,
+    result: Any,
+    export: torch.nn.Module,
+    spec: ModelSpec,
+    *,
+    text: TextSetup,
+    train: Any,
+    val: Any,
+    image_from: str,
+    deviations: list[str],
+    notes: list[str],
+    **provenance_extra: Any,
+) -> Path:
+    """Write an image-text method's artifact: the deviations every such run shares (preset, inits,
+    tokenizer) appended to the method's own, the provenance, the zero-shot section and the tokenizer."""
+    from radzoo.training.report_vocab import describe
+    from radzoo.training.runner import provenance, save_artifact
+    from radzoo.zeroshot.prompts import zero_shot_section
+
+    config = run.config
+    deviations = list(deviations)
+    if config.image_preset != "resnet50" or config.text_preset == "tiny":
+        deviations.append("TINY preset: not the paper's architecture (tests and smoke runs only).")
+    if config.init != "imagenet":
+        deviations.append(f"Image tower initialised from {config.init!r} instead of ImageNet.")
+    if text.init.state is None:
+        deviations.append("Text tower initialised randomly instead of from Bio_ClinicalBERT.")
+    deviations += notes
+    deviations.append(describe(text.info))
+    prov = provenance(
+        run, result, train.summary(),
+        validation=val.summary() if val else None,
+        image_init=image_from,
+        text_init=text.init.source,
+        tokenizer=text.info,
+        **provenance_extra,
+    )
+    return save_artifact(
+        run, export, spec, provenance=prov,
+        sections={"deviations": deviations, "zero_shot": zero_shot_section(spec)},
+        assets={"tokenizer": text.tokenizer_dir},
+    )

@@ -41,6 +41,7 @@ from radzoo.training.imagetext import (
     load_paired_data,
     prepare_text,
     requirements,
+    save_imagetext_artifact,
 )
 from radzoo.training.loop import Phase, Trainer, seed_everything
 from radzoo.training.losses import (
@@ -54,8 +55,6 @@ from radzoo.training.report_tokens import LoVTCollator, random_swaps
 from radzoo.training.report_vocab import describe
 from radzoo.training.runner import (
     Run,
-    provenance,
-    save_artifact,
     settings_for,
     start_run,
     write_resolved,
@@ -245,7 +244,6 @@ def _train(run: Run, config: LoVTConfig, data: str | os.PathLike[str], val_data:
         method.load_state_dict(best, strict=True)
         exported = f"best validation loss (epoch {result.state.best_epoch}, {result.state.best_val:.4f})"
 
-    from radzoo.zeroshot.prompts import zero_shot_section
     from radzoo.zoo.instantiate import instantiate
     from radzoo.zoo.weights import load_strict
 
@@ -264,25 +262,7 @@ def _train(run: Run, config: LoVTConfig, data: str | os.PathLike[str], val_data:
             f"Trained with {run.ctx.world_size} processes: global negatives come from the whole global batch "
             f"of {config.batch_size} (the original ran on one GPU, also with all {config.batch_size})."
         )
-    if config.image_preset != "resnet50" or config.text_preset == "tiny":
-        deviations.append("TINY preset: not the paper's architecture (tests and smoke runs only).")
-    if config.init != "imagenet":
-        deviations.append(f"Image tower initialised from {config.init!r} instead of ImageNet.")
-    if text.init.state is None:
-        deviations.append("Text tower initialised randomly instead of from Bio_ClinicalBERT.")
-    deviations += notes
-    deviations.append(describe(text.info))
-    prov = provenance(
-        run, result, train.summary(),
-        validation=val.summary() if val else None,
-        image_init=image_from,
-        text_init=text.init.source,
-        tokenizer=text.info,
-        frozen_text_parameters=frozen,
-        exported=exported,
-    )
-    return save_artifact(
-        run, export, spec, provenance=prov,
-        sections={"deviations": deviations, "zero_shot": zero_shot_section(spec)},
-        assets={"tokenizer": text.tokenizer_dir},
+    return save_imagetext_artifact(
+        run, result, export, spec, text=text, train=train, val=val, image_from=image_from,
+        deviations=deviations, notes=notes, frozen_text_parameters=frozen, exported=exported,
     )
