@@ -51,6 +51,43 @@ class Converted:
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of_file(
+        cls,
+        path: Path,
+        base: ModelSpec,
+        remapped: Any,
+        *,
+        module: str,
+        version: str,
+        format: str,
+        name: str | None = None,
+        arch_args: Mapping[str, Any] | None = None,
+        tokenizer: Path | None = None,
+        notes: list[str] | None = None,
+        details: dict[str, Any] | None = None,
+        **spec_fields: Any,
+    ) -> Converted:
+        """The conversion of one original file: ``base`` renamed, with ``arch_args`` (output widths
+        derived from them) and real weights, the file's sha256 and the remap's dropped keys."""
+        from radzoo.zoo.instantiate import output_widths
+        from radzoo.zoo.weights import sha256_file
+
+        if arch_args is not None:
+            spec_fields.update(arch_args=dict(arch_args), outputs=output_widths(base.arch, dict(arch_args)))
+        return cls(
+            spec=base.with_(name=name or base.name, random_init=False, **spec_fields),
+            state=remapped.state,
+            converter=module,
+            converter_version=version,
+            format=format,
+            sources=[SourceFile(path, sha256_file(path))],
+            dropped=remapped.dropped,
+            tokenizer=tokenizer,
+            notes=list(notes or []),
+            details=dict(details or {}),
+        )
+
     def provenance(self) -> dict[str, Any]:
         first = self.sources[0]
         prov: dict[str, Any] = {

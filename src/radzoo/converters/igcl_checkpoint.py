@@ -16,13 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from radzoo.converters.conversion import Converted, SourceFile
+from radzoo.converters.conversion import Converted
 from radzoo.converters.pickles import open_checkpoint, state_dict_of
 from radzoo.converters.remap import Rule, apply_rules, require_keys
-from radzoo.zoo.instantiate import output_widths
 from radzoo.zoo.registry import get_spec
 from radzoo.zoo.spec import ModelSpec
-from radzoo.zoo.weights import sha256_file
 
 FORMAT = "igcl"
 VERSION = "1"
@@ -58,18 +56,7 @@ def convert(
     remapped = apply_rules(state, KEEP, [], what=what)
     base = spec or get_spec("igcl_vitb32")
     args = {**dict(base.arch_args), **dict(arch_args or {}), "fc_layers": fc_layers_of(state)}
-    return Converted(
-        spec=base.with_(
-            name=name or base.name,
-            arch_args=args,
-            outputs=output_widths(base.arch, args),
-            random_init=False,
-        ),
-        state=remapped.state,
-        converter=__name__,
-        converter_version=VERSION,
-        format=FORMAT,
-        sources=[SourceFile(path, sha256_file(path))],
-        dropped=remapped.dropped,
+    return Converted.of_file(
+        path, base, remapped, module=__name__, version=VERSION, format=FORMAT, name=name, arch_args=args,
         details={"fc_layers": args["fc_layers"]},
     )

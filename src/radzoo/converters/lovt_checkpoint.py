@@ -19,14 +19,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from radzoo.converters.conversion import Converted, SourceFile
+from radzoo.converters.conversion import Converted
 from radzoo.converters.pickles import open_checkpoint, state_dict_of
 from radzoo.converters.remap import Rule, apply_rules, require_keys
 from radzoo.converters.tokenizer_files import check_tokenizer
-from radzoo.zoo.instantiate import output_widths
 from radzoo.zoo.registry import get_spec
 from radzoo.zoo.spec import ModelSpec
-from radzoo.zoo.weights import sha256_file
 
 FORMAT = "lovt"
 VERSION = "1"
@@ -65,19 +63,8 @@ def convert(
     tok = check_tokenizer(tokenizer, rows, FORMAT)
     base = spec or get_spec("lovt_resnet50")
     args = {**dict(base.arch_args), **dict(arch_args or {})}
-    return Converted(
-        spec=base.with_(
-            name=name or base.name,
-            arch_args=args,
-            outputs=output_widths(base.arch, args),
-            random_init=False,
-        ),
-        state=remapped.state,
-        converter=__name__,
-        converter_version=VERSION,
-        format=FORMAT,
-        sources=[SourceFile(path, sha256_file(path))],
-        dropped=remapped.dropped,
+    return Converted.of_file(
+        path, base, remapped, module=__name__, version=VERSION, format=FORMAT, name=name, arch_args=args,
         tokenizer=tok,
         details={"pytorch_lightning_version": obj.get("pytorch-lightning_version"), "epoch": obj.get("epoch")},
     )

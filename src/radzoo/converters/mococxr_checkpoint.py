@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from radzoo.converters.conversion import Converted, SourceFile
+from radzoo.converters.conversion import Converted
 from radzoo.converters.pickles import CheckpointError, open_checkpoint, state_dict_of
 from radzoo.converters.remap import Rule, apply_rules, require_keys
 from radzoo.errors import InputError
-from radzoo.zoo.instantiate import output_widths
 from radzoo.zoo.registry import get_spec
 from radzoo.zoo.spec import ModelSpec
-from radzoo.zoo.weights import sha256_file
 
 FORMAT = "moco_cxr"
 VERSION = "1"
@@ -76,21 +74,8 @@ def convert(
     description = base.description
     if keep_head:
         description += " This artifact also keeps the 128-d MoCo projection head (output 'proj', L2-normalised)."
-    new_spec = base.with_(
-        name=name or base.name,
-        arch_args=arch_args,
-        outputs=output_widths(base.arch, arch_args),
-        default_output="trunk",
-        description=description,
-        random_init=False,
-    )
-    return Converted(
-        spec=new_spec,
-        state=remapped.state,
-        converter=__name__,
-        converter_version=VERSION,
-        format=FORMAT,
-        sources=[SourceFile(path, sha256_file(path))],
-        dropped=remapped.dropped,
+    return Converted.of_file(
+        path, base, remapped, module=__name__, version=VERSION, format=FORMAT, name=name, arch_args=arch_args,
+        default_output="trunk", description=description,
         details={"arch": arch, "epoch": obj.get("epoch"), "kept_head": keep_head},
     )

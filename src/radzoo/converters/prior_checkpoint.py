@@ -20,15 +20,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from radzoo.converters.conversion import Converted, SourceFile
+from radzoo.converters.conversion import Converted
 from radzoo.converters.pickles import open_checkpoint, state_dict_of
 from radzoo.converters.remap import Rule, apply_rules, require_keys
 from radzoo.converters.tokenizer_files import check_tokenizer
 from radzoo.errors import InputError
-from radzoo.zoo.instantiate import output_widths
 from radzoo.zoo.registry import get_spec
 from radzoo.zoo.spec import ModelSpec
-from radzoo.zoo.weights import sha256_file
 
 FORMAT_IMAGE = "prior_image"
 FORMAT_FULL = "prior_full"
@@ -71,14 +69,8 @@ def convert_image(
     require_keys(state, ["conv1.weight", "layer4."], what=what)
     remapped = apply_rules(state, IMAGE_KEEP, [], what=what)
     base = spec or get_spec("prior_resnet50")
-    return Converted(
-        spec=base.with_(name=name or base.name, random_init=False),
-        state=remapped.state,
-        converter=__name__,
-        converter_version=VERSION,
-        format=FORMAT_IMAGE,
-        sources=[SourceFile(path, sha256_file(path))],
-        dropped=remapped.dropped,
+    return Converted.of_file(
+        path, base, remapped, module=__name__, version=VERSION, format=FORMAT_IMAGE, name=name,
         notes=["image-only release: no attention-pool weights, so only the mean-pooled trunk (2048) is offered"],
     )
 
@@ -102,19 +94,8 @@ def convert_full(
     tok = check_tokenizer(tokenizer, rows, FORMAT_FULL)
     base = spec or get_spec("prior_resnet50_imagetext")
     args = {**dict(base.arch_args), **dict(arch_args or {})}
-    return Converted(
-        spec=base.with_(
-            name=name or base.name,
-            arch_args=args,
-            outputs=output_widths(base.arch, args),
-            random_init=False,
-        ),
-        state=remapped.state,
-        converter=__name__,
-        converter_version=VERSION,
-        format=FORMAT_FULL,
-        sources=[SourceFile(path, sha256_file(path))],
-        dropped=remapped.dropped,
+    return Converted.of_file(
+        path, base, remapped, module=__name__, version=VERSION, format=FORMAT_FULL, name=name, arch_args=args,
         tokenizer=tok,
         details={"lightning_wrapped": "state_dict" in obj, "pytorch_lightning_version": obj.get("pytorch-lightning_version")},
     )
