@@ -1,7 +1,7 @@
 """ResNet-50 (224 px) images/s: torch eager vs onnxruntime default vs onnxruntime tuned, one run.
 
 The graph is exported exactly as ``radzoo export`` does it (``radzoo.onnx.export``: TorchScript
-tracer, opset 17, dynamic batch). Random weights (``zoo.build``): speed does not depend on them.
+tracer, opset 17, dynamic batch). Random weights (``radzoo.build``): speed does not depend on them.
 Numbers are only comparable within one run on one machine, so the script prints ratios to torch
 eager measured side by side. Usage:
 

@@ -1,6 +1,6 @@
 """Service throughput vs model-only throughput, measured in the same run.
 
-A random-weight ResNet50 (``mococxr_resnet50``, built with ``zoo.build`` and saved to a temporary
+A random-weight ResNet50 (``mococxr_resnet50``, built with ``radzoo.build`` and saved to a temporary
 RADZOO_HOME; exported to ONNX when radzoo.onnx is available) is served by the real HTTP service
 (``radzoo serve``). Clients send one PNG per request at concurrency 1, 4 and 16; we report
 images/s and p50/p99 latency, and the ratio to the model-only images/s of the SAME runtime
