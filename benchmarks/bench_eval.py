@@ -3,7 +3,8 @@
 Eval must never be the bottleneck. This measures, on this machine:
 
 * **probe**: ``radzoo.eval`` 5-fold patient-grouped linear probe (StandardScaler +
-  LogisticRegressionCV over the default C grid, 3 grouped inner folds) on N x D embeddings with L
+  LogisticRegressionCV over the default C grid, 3 grouped inner folds, float64, one BLAS thread per
+  fit, ``--jobs`` parallel fits) on N x D embeddings with L
   binary labels, then the patient-bootstrap CIs (``--bootstrap`` resamples, AUROC/AP/F1/kappa per
   label + macro AUROC). The embeddings and labels are SYNTHETIC (Gaussian features, each label a
   noisy linear function of them, prevalence 5-30%, 1-3 images per patient): the cost of the probe
