@@ -159,6 +159,8 @@ def main() -> int:
     p.add_argument("--landmark-stride", type=int, default=97, help="97: landmarks 0, 97, ..., 485 (6 per epoch)")
     p.add_argument("--steps-per-landmark", type=int, default=20)
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--moco-m", type=float, default=0.999,
+                   help="key-encoder momentum: 0.999 is the original's; other values are a diagnostic only")
     p.add_argument("--window", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -179,7 +181,7 @@ def main() -> int:
     overrides = {
         "registration_base_spacing": "4", "registration_shrink": "2,1,1", "registration_iterations": "60,30,15",
         "segmenter": "threshold", "batch_size": str(args.batch_size), "graph_batch_size": "4",
-        "moco_k": str(args.moco_k), "graph_moco_k": "8", "landmark_stride": str(args.landmark_stride),
+        "moco_k": str(args.moco_k), "graph_moco_k": "8", "moco_m": str(args.moco_m), "landmark_stride": str(args.landmark_stride),
         "steps_per_landmark": str(args.steps_per_landmark), "epochs": str(args.epochs), "sub_epochs": "1",
         "device": "cpu", "progress": "false", "log_every": "0", "seed": str(args.seed),
     }
@@ -214,7 +216,7 @@ def main() -> int:
           f"({n_train} training + {n_held} held-out subjects)")
     print(f"settings: batch {args.batch_size}, K {args.moco_k} per landmark, landmarks {landmarks}, "
           f"{args.steps_per_landmark} steps per landmark, {args.epochs} epochs -> {len(records)} patch steps; "
-          f"lr 0.03 cosine, SGD momentum 0.9, wd 1e-4, m 0.999, T 0.2, original MONAI augmentations")
+          f"lr 0.03 cosine, SGD momentum 0.9, wd 1e-4, m {args.moco_m}, T 0.2, original MONAI augmentations")
     print(f"patch loss (moving averages over {window} steps, queues filled): first {first:.3f} -> last {last:.3f} "
           f"(ratio {last / first:.2f}); ln(K+1) = {math.log(args.moco_k + 1):.3f}; "
           f"acc1 last window {np.mean([r['acc1'] for r in records[-window:]]):.2f}")

@@ -11,7 +11,8 @@ Optional subject-specific lung findings (all off by default; synthetic, not a di
 ``lung_hu`` (parenchymal density), ``emphysema`` (a volume fraction of the lungs filled with
 -980 HU low-attenuation spheres of 2-8 mm radius at random positions, like centrilobular
 emphysema on a real scan), ``nodules`` (soft-tissue spheres of 3-10 mm radius at random lung
-positions). Real lung CTs differ between subjects in exactly these ways; phantoms that differ
+positions), ``small_vessels`` (short +40 HU peripheral vessel segments at random lung positions
+and directions). Real lung CTs differ between subjects in exactly these ways; phantoms that differ
 only in shape and noise look alike at the same landmark, so a contrastive patch encoder has
 nothing subject-specific to learn from them. The findings use their own random stream, so a
 phantom without them is identical to one made before the options existed.
@@ -37,6 +38,8 @@ EMPHYSEMA_HU = -980.0  # low-attenuation areas (LAA-950 counts voxels below -950
 EMPHYSEMA_RADIUS = (2.0, 8.0)  # mm
 NODULE_HU = 30.0
 NODULE_RADIUS = (3.0, 10.0)  # mm
+SMALL_VESSEL_RADIUS = (1.0, 2.5)  # mm
+SMALL_VESSEL_LENGTH = (10.0, 40.0)  # mm
 
 
 def _in_lungs(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -112,11 +115,13 @@ def _tube(px: np.ndarray, py: np.ndarray, z: float, a: np.ndarray, b: np.ndarray
 
 def random_findings(rng: np.random.Generator) -> dict[str, float | int]:
     """Per-subject lung findings for :func:`chest_phantom` (synthetic): parenchyma -880..-820 HU,
-    emphysema 2-25 % of the lung volume, 0-10 nodules. Pass as ``chest_phantom(**random_findings(rng))``."""
+    emphysema 2-25 % of the lung volume, 0-10 nodules, 300-900 small vessels. Pass as
+    ``chest_phantom(**random_findings(rng))``."""
     return {
         "lung_hu": float(rng.uniform(-880.0, -820.0)),
         "emphysema": float(rng.uniform(0.02, 0.25)),
         "nodules": int(rng.integers(0, 11)),
+        "small_vessels": int(rng.integers(300, 901)),
     }
 
 
@@ -132,6 +137,7 @@ def chest_phantom(
     lung_hu: float = -850.0,
     emphysema: float = 0.0,
     nodules: int = 0,
+    small_vessels: int = 0,
 ) -> Volume:
     """A chest CT ``Volume`` (float32 HU, array ``(z, y, x)``) centred on the body.
 
@@ -139,12 +145,14 @@ def chest_phantom(
     identity: the usual axial DICOM orientation). ``scale`` shrinks or grows the anatomy.
     Subject-specific lung findings (see the module doc): ``lung_hu`` parenchymal HU,
     ``emphysema`` the lung volume fraction (0..0.5) in low-attenuation spheres, ``nodules`` the
-    number of soft-tissue nodules; their positions are drawn from ``seed``.
+    number of soft-tissue nodules, ``small_vessels`` the number of short peripheral vessel segments
+    (1-2.5 mm radius, 10-40 mm long, random position and direction: the subject's own vessel
+    pattern in every part of the lung); their positions are drawn from ``seed``.
     """
     if not 0.0 <= emphysema <= 0.5:
         raise ValueError(f"emphysema is a lung volume fraction in [0, 0.5], got {emphysema}")
-    if nodules < 0:
-        raise ValueError(f"nodules must be >= 0, got {nodules}")
+    if nodules < 0 or small_vessels < 0:
+        raise ValueError(f"nodules and small_vessels must be >= 0, got {nodules}, {small_vessels}")
     nz, ny, nx = (int(s) for s in shape)
     sp = np.asarray(spacing, dtype=np.float64)
     d = np.eye(3) if direction is None else np.asarray(direction, dtype=np.float64).reshape(3, 3)
@@ -159,6 +167,11 @@ def chest_phantom(
     holes = _lung_spheres(findings, int(round(emphysema * _lung_volume_mm3() / (4.0 / 3.0 * np.pi * mean_r3))),
                           EMPHYSEMA_RADIUS)
     nodes = _lung_spheres(findings, int(nodules), NODULE_RADIUS)
+    starts = _lung_spheres(findings, int(small_vessels), SMALL_VESSEL_RADIUS)
+    directions = findings.normal(size=(len(starts), 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    ends = starts[:, :3] + directions * findings.uniform(*SMALL_VESSEL_LENGTH, size=(len(starts), 1))
+    small = [(a[:3], b, float(a[3])) for a, b in zip(starts, ends, strict=True)]
     array = np.empty((nz, ny, nx), dtype=np.float32)
     s = float(scale)
     for k in range(nz):
@@ -181,6 +194,9 @@ def chest_phantom(
         for a, b, r in vessels:
             if min(a[2], b[2]) - r <= z.mean() <= max(a[2], b[2]) + r:
                 sl[_tube(x, y, float(z.mean()), a, b, r) & (sl < -500)] = 40.0
+        for a, b, r in small:  # peripheral vessels stay inside the lungs
+            if min(a[2], b[2]) - r <= z.mean() <= max(a[2], b[2]) + r:
+                sl[_tube(x, y, float(z.mean()), a, b, r) & lung & (sl < -500)] = 40.0
         _paint_spheres(sl, x, y, z, nodes, sl < -500, NODULE_HU)
         # airway: trachea down to the carina, then one bronchus into each lung
         carina = np.array([0.0, -5.0, 40.0])
@@ -198,5 +214,6 @@ def chest_phantom(
         direction=d,
         metadata={"source": "<chest phantom>", "modality": "CT",
                   "phantom": {"scale": s, "seed": seed, "lung_hu": float(lung_hu), "emphysema": float(emphysema),
-                              "emphysema_spheres": len(holes), "nodules": len(nodes)}},
+                              "emphysema_spheres": len(holes), "nodules": len(nodes),
+                              "small_vessels": len(starts)}},
     )
