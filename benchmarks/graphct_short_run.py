@@ -1,6 +1,6 @@
 """graph-CT short run: does the patch-level MoCo loss fall, and does the encoder learn something?
 
-    python benchmarks/graphct_short_run.py                       # 24 + 8 phantoms with findings, 240 patch steps (about 30 min on 2 cores)
+    python benchmarks/graphct_short_run.py                       # 24 + 8 phantoms with findings, 240 patch steps (about 12 min on 2 cores)
     python benchmarks/graphct_short_run.py --plain               # the same on phantoms without findings
     python benchmarks/graphct_short_run.py --tiny                # smoke run (a few minutes)
 
