@@ -124,3 +124,30 @@ def test_atlas_assets(atlas) -> None:
     assert atlas.locations.max(axis=0).tolist() == [1.0, 1.0, 1.0]
     with pytest.raises(Exception, match="atlas"):
         load_atlas({})
+
+
+def test_phantom_findings_are_subject_specific_and_off_by_default() -> None:
+    from radzoo.ct.phantom import EMPHYSEMA_HU, NODULE_HU, random_findings
+
+    kw = {"shape": (48, 96, 96), "spacing": (3.6, 3.6, 6.0), "noise_hu": 0.0, "vessels_per_lung": 2}
+    plain = ct.chest_phantom(seed=4, **kw).array
+    assert not (plain == EMPHYSEMA_HU).any() and not (plain == NODULE_HU).any()
+    vol = ct.chest_phantom(seed=4, lung_hu=-830.0, emphysema=0.2, nodules=6, small_vessels=200, **kw)
+    arr = vol.array
+    # everything outside the lungs is untouched; the findings only replace lung parenchyma
+    changed = arr != plain
+    assert changed.any() and (plain[changed] == -850.0).all()
+    assert set(np.unique(arr[changed]).tolist()) <= {-830.0, EMPHYSEMA_HU, NODULE_HU, 40.0}
+    # the emphysema share of the parenchyma is the requested fraction, less sphere overlaps and clipping
+    share = (arr == EMPHYSEMA_HU).sum() / ((arr == EMPHYSEMA_HU) | (arr == -830.0) | (arr == 40.0) & changed).sum()
+    assert 0.12 < share <= 0.2, share
+    assert (arr == NODULE_HU).any() and vol.metadata["phantom"]["nodules"] == 6
+    assert vol.metadata["phantom"]["small_vessels"] == 200 and ((arr == 40.0) & changed).sum() > 200
+    # positions come from the seed: another subject has its findings elsewhere
+    other = ct.chest_phantom(seed=5, lung_hu=-830.0, emphysema=0.2, nodules=6, **kw).array
+    assert ((arr == EMPHYSEMA_HU) != (other == EMPHYSEMA_HU)).mean() > 0.01
+    f = random_findings(np.random.default_rng(0))
+    assert -880 <= f["lung_hu"] <= -820 and 0.02 <= f["emphysema"] <= 0.25 and 0 <= f["nodules"] <= 10
+    assert 300 <= f["small_vessels"] <= 900
+    with pytest.raises(ValueError, match="emphysema"):
+        ct.chest_phantom(shape=(4, 8, 8), emphysema=0.9)
