@@ -18,10 +18,11 @@ Precisions (``precision=``):
   bf16 request on a CPU runs in torch whatever ``runtime`` says, and ``runtime="onnx"`` with
   bf16 on a CPU is refused. Whether bf16 beats onnxruntime fp32 depends on the CPU (oneDNN
   uses AVX512-BF16 / AMX); ``radzoo bench --precision fp32 bf16`` measures both. Measured on
-  this project's 2-core AMD EPYC (Zen 4: AVX512-BF16 and VNNI, no AMX; machine shared, under
-  load), ResNet-50 224 px batch 8: torch bf16 autocast 1.6x torch fp32 eager but 0.4x
-  onnxruntime fp32, so there bf16 is a memory/precision choice, not a speed-up. On a CPU
-  without AVX512-BF16/AMX bf16 is emulated: it still runs (the reason says so) but is slower.
+  this project's 2-core AMD EPYC (AVX512-BF16 and VNNI, no AMX; ``benchmarks/bench_runtime.py``,
+  one run, quiet machine): bf16 autocast was 1.16-1.35x onnxruntime fp32 for ResNet-50, 1.0-1.57x
+  for DenseNet-121 and 1.06-1.65x for ViT-B/32, cosine to fp32 1.0000 on real CXRs. It stays
+  opt-in: fp32 is what reproduces the originals' numbers. On a CPU without AVX512-BF16/AMX bf16
+  is emulated: it still runs (the reason says so) but is slower.
   On CUDA, ``bf16`` runs as fp16 (the GPU path's half precision, ``model.runtime.precision ==
   "fp16"``).
 * ``"fp16"``: CUDA only; onnxruntime (CUDA EP with IO binding, TensorRT EP when present) with
