@@ -12,36 +12,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import rates_interleaved
 
 import radzoo
 from radzoo.nets import ImageOutput
 from radzoo.onnx.export import DEFAULT_OPSET, _export_one
 from radzoo.onnx.graphs import EMBEDDING, IMAGE_INPUT, GraphDef
 from radzoo.onnx.ort_runtime import make_session
-
-
-def throughput(fn: Callable[[], object], batch: int, seconds: float, repeats: int) -> float:
-    """Median images/s over ``repeats`` windows of at least ``seconds`` each (after one warm-up)."""
-    fn()
-    rates = []
-    for _ in range(repeats):
-        n, start = 0, time.perf_counter()
-        while True:
-            fn()
-            n += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= seconds / repeats and n >= 2:
-                break
-        rates.append(n * batch / elapsed)
-    return statistics.median(rates)
 
 
 def main() -> None:
@@ -98,9 +81,11 @@ def main() -> None:
                 with torch.inference_mode():
                     return module(xt)
 
-            r_torch = throughput(eager, batch, args.seconds, args.repeats)
-            r_default = throughput(lambda x=x: default.run(None, {IMAGE_INPUT: x}), batch, args.seconds, args.repeats)
-            r_tuned = throughput(lambda x=x: tuned.run(None, {IMAGE_INPUT: x}), batch, args.seconds, args.repeats)
+            r = rates_interleaved({"torch": (eager, batch),
+                                   "default": ((lambda x=x: default.run(None, {IMAGE_INPUT: x})), batch),
+                                   "tuned": ((lambda x=x: tuned.run(None, {IMAGE_INPUT: x})), batch)},
+                                  args.seconds * args.repeats, args.repeats)
+            r_torch, r_default, r_tuned = r["torch"], r["default"], r["tuned"]
             rows.append((batch, r_torch, r_default, r_tuned))
             print(f"  batch {batch:>3}: torch {r_torch:6.1f}  ort default {r_default:6.1f}  ort tuned {r_tuned:6.1f} img/s")
 
