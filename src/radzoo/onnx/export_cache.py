@@ -202,15 +202,20 @@ def _warn_rebuild(problem: str) -> None:
     warnings.warn(message, StaleExportWarning, stacklevel=4)
 
 
-def read_cache_section(folder: Path) -> dict[str, Any] | None:
-    path = folder / SECTION_FILE
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A JSON object written by this module, or None when missing or damaged (then it is rebuilt,
+    like a damaged graph)."""
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None  # a damaged record is rebuilt like a damaged graph
+        return None
     return data if isinstance(data, dict) else None
+
+
+def read_cache_section(folder: Path) -> dict[str, Any] | None:
+    return _read_record(folder / SECTION_FILE)
 
 
 def write_cache_section(folder: Path, section: dict[str, Any]) -> None:
@@ -225,12 +230,8 @@ def _versions() -> dict[str, str]:
 
 
 def _known_failure(folder: Path) -> str | None:
-    path = folder / FAILED_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    data = _read_record(folder / FAILED_FILE)
+    if data is None:
         return None
     if data.get("versions") != _versions():
         return None  # another torch/onnxruntime may export it: try again
