@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from radzoo.errors import InputError
+from radzoo.io.json_lines import json_objects
 
 #: Node-label one-hot order (the original's label indices 0..3).
 ENTITY_LABELS = ("OBS-DP", "OBS-DA", "OBS-U", "ANAT-DP")
@@ -170,18 +171,9 @@ def read_radgraph(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"RadGraph file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         out: dict[str, Any] = {}
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}, line {n}: not valid JSON: {exc}") from exc
-            if not isinstance(obj, dict):
-                raise InputError(f"{path}, line {n}: expected a JSON object")
+        for n, obj in json_objects(path, str(path)):
             rid = obj.get("report_id", obj.get("id"))
             if rid is not None:
                 out[str(rid)] = obj
@@ -192,7 +184,7 @@ def read_radgraph(path: str | os.PathLike[str]) -> dict[str, Any]:
                 raise InputError(f"{path}, line {n}: give a 'report_id' field or one {{id: entry}} pair")
         return out
     try:
-        data = json.loads(text)
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InputError(f"RadGraph file {path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):

@@ -19,7 +19,6 @@ trained on exactly its inference transform, with no augmentation.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from radzoo.graphs.radgraph_entries import (
     parse_entry,
     read_radgraph,
 )
+from radzoo.io.json_lines import json_objects
 
 log = logging.getLogger(__name__)
 
@@ -71,24 +71,14 @@ class GraphPairs:
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}, line {n}: not valid JSON: {exc}") from exc
-            if not isinstance(row, dict):
-                raise InputError(f"{path}, line {n}: expected a JSON object")
-            yield n, row
+        yield from json_objects(path, f"manifest {path}")
         return
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         missing = {"image", "report_id"} - set(reader.fieldnames or [])
         if missing:
             raise InputError(f"manifest {path} lacks column(s) {sorted(missing)} (has {reader.fieldnames})")
-        for n, row in enumerate(reader, 2):
-            yield n, row
+        yield from enumerate(reader, 2)
 
 
 def read_graph_pairs(manifest: str | Path, radgraph: str | Path) -> GraphPairs:

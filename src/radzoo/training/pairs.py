@@ -24,7 +24,6 @@ import csv
 import gzip
 import hashlib
 import io
-import json
 import logging
 import re
 from collections import Counter
@@ -37,6 +36,7 @@ import torch
 from torch.utils.data import Dataset
 
 from radzoo.errors import InputError
+from radzoo.io.json_lines import json_objects
 from radzoo.training.data import IMAGE_SUFFIXES, view_generator
 from radzoo.training.reports import ReportText, parse_report
 
@@ -154,17 +154,7 @@ def _manifest_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             for n, row in enumerate(reader, start=2):
                 yield n, {k.strip(): v for k, v in row.items() if k is not None}
     elif suffix in (".jsonl", ".ndjson"):
-        with open(path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"manifest {path}, line {n}: not valid JSON ({exc.msg})") from exc
-                if not isinstance(row, dict):
-                    raise InputError(f"manifest {path}, line {n}: each line must be a JSON object")
-                yield n, row
+        yield from json_objects(path, f"manifest {path}")
     else:
         raise InputError(f"manifest {path}: use a .csv or .jsonl file (columns image, report, ...), not {suffix!r}")
 
