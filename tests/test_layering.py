@@ -167,3 +167,16 @@ def test_model_opening_lives_in_the_resolution_layer() -> None:
             if pattern.search(line):
                 offenders.append(f"{path.relative_to(SRC)}:{lineno}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_facades_reexport_only_what_they_may() -> None:
+    """``radzoo`` and ``radzoo.zoo`` re-export names lazily, by module name, so the AST walk above
+    cannot see those edges. ``radzoo.zoo`` may point at its own modules, and at the one door
+    (``radzoo.resolve``) for ``zoo.load`` / ``zoo.build`` only; ``radzoo`` only at the door."""
+    import radzoo
+    import radzoo.zoo as zoo
+
+    assert set(radzoo._LAZY.values()) == {"radzoo.resolve"}
+    assert all(target.startswith("radzoo.zoo.") for target in zoo._EXPORTS.values())
+    assert zoo.DOOR == {"load": "radzoo.resolve", "build": "radzoo.resolve"}
+    assert not set(zoo.DOOR) & set(zoo._EXPORTS)

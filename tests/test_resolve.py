@@ -97,3 +97,29 @@ def test_threads_apply_to_torch(saved: Path) -> None:
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_zoo_load_and_build_are_the_same_door() -> None:
+    """``from radzoo import zoo; zoo.load(...)`` is the promised interface: the very same functions."""
+    import inspect
+
+    assert zoo.load is radzoo.load and zoo.build is radzoo.build
+    assert inspect.signature(zoo.load) == inspect.signature(radzoo.resolve.load)
+    assert {"load", "build"} <= set(zoo.__all__)
+
+
+def test_zoo_load_offline_prints_where_it_looked(tmp_path: Path) -> None:
+    """The README's first Python line, run as a user would with the network cut: a clear error, no AttributeError."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RADZOO_HOME": str(tmp_path / "home"), "RADZOO_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf")}
+    proc = subprocess.run([sys.executable, "-c", "from radzoo import zoo; zoo.load('prior_resnet50')"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "AttributeError" not in proc.stderr
+    assert "ModelNotFoundError" in proc.stderr
+    for place in ("local zoo: not in", "Hub: ", "original release: "):
+        assert place in proc.stderr, proc.stderr

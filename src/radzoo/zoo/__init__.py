@@ -2,7 +2,10 @@
 
 The zoo sits below everything that opens models: ``radzoo.load`` / ``radzoo.build`` (the one
 door, in ``radzoo.resolve``) decide where weights come from and which runtime runs them.
-Attributes are imported on first use, so listing the registry never imports torch.
+``zoo.load`` / ``zoo.build`` are that same door (the same function objects, so the same signature),
+kept because ``from radzoo import zoo; zoo.load("prior_resnet50")`` is the interface users were
+promised. Attributes are imported on first use, so listing the registry never imports torch and
+the zoo's own modules never import the layer above them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ _EXPORTS = {
 }
 
 
+#: The one door, re-exported by name (resolved on first use: ``radzoo.resolve`` sits above the zoo,
+#: and importing it lazily from here keeps the import graph one-way; tests/test_layering.py checks
+#: that this facade points nowhere else).
+DOOR = {"load": "radzoo.resolve", "build": "radzoo.resolve"}
+
+
 def save(model: Any, directory: Any, **kwargs: Any) -> Any:
     """Write ``model`` as an artifact directory, atomically (``radzoo.zoo.artifact.save_artifact``)."""
     from radzoo.zoo.artifact import save_artifact
@@ -35,7 +44,9 @@ def save(model: Any, directory: Any, **kwargs: Any) -> Any:
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in DOOR:
+        return getattr(importlib.import_module(DOOR[name]), name)
     raise AttributeError(f"module 'radzoo.zoo' has no attribute {name!r}")
 
 
-__all__ = sorted([*_EXPORTS, "save"])
+__all__ = sorted([*_EXPORTS, *DOOR, "save"])
