@@ -169,8 +169,9 @@ def bentofile(
         {"name": "RADZOO_RUNTIME", "value": "auto"},
         {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
     ]
-    if models:  # everything is inside: never reach out
-        envs += [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "RADZOO_OFFLINE", "value": "1"}]
+    if models:  # everything is inside: never reach out; in its container, listen on the container's address
+        envs += [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "RADZOO_OFFLINE", "value": "1"},
+                 {"name": "RADZOO_HOST", "value": "0.0.0.0"}]
     if gpu:
         envs.append({"name": "RADZOO_DEVICE", "value": "cuda"})
     docker: dict[str, Any] = {"distro": "debian", "python_version": "3.11"}
@@ -216,8 +217,9 @@ def bento_model_name(name: str) -> str:
 
 
 def store_model(name: str, *, precision: str = "fp32", random_weights: bool = False, seed: int = 0,
-                workdir: Path, calibration: Sequence[str] | None = None) -> str:
-    """Save ``name`` with its exported graphs into BentoML's model store; its tag.
+                workdir: Path, calibration: Sequence[str] | None = None) -> tuple[str, bool]:
+    """Save ``name`` with its exported graphs into BentoML's model store; its tag and whether its
+    weights are random (asked for, or a random-weight artifact).
 
     The model is opened once (torch, CPU), saved as an artifact folder, exported to ONNX with
     parity checks (and int8, calibrated and gated, at ``precision="int8"``) into that folder,
@@ -225,6 +227,7 @@ def store_model(name: str, *, precision: str = "fp32", random_weights: bool = Fa
     import bentoml
 
     from radzoo.artifacts import export_artifact
+    from radzoo.onnx.export import ParityError
     from radzoo.onnx.export_cache import ExportUnavailable, remember_failure_in_artifact
     from radzoo.resolve import load
     from radzoo.zoo import save
@@ -237,7 +240,7 @@ def store_model(name: str, *, precision: str = "fp32", random_weights: bool = Fa
         section = export_artifact(folder, precision="int8" if precision == "int8" else "fp32",
                                   calibration=calibration if precision == "int8" else None)
         graphs = ", ".join(sorted(section.get("graphs", {}))) or graphs
-    except ExportUnavailable as exc:  # the auto runtime then runs torch, as it would anywhere
+    except (ExportUnavailable, ParityError) as exc:  # the auto runtime then runs torch, as it would anywhere
         if precision == "int8":
             raise
         log.warning("%s: ONNX export unavailable, the bento serves it with torch: %s", name, exc)
@@ -250,7 +253,7 @@ def store_model(name: str, *, precision: str = "fp32", random_weights: bool = Fa
         shutil.copytree(folder, stored.path, dirs_exist_ok=True)
     log.info("stored %s as BentoML model %s (%s; graphs: %s)", name, stored.tag,
              "RANDOM weights" if random else "weights " + str(model.revision), graphs)
-    return str(stored.tag)
+    return str(stored.tag), random
 
 
 def parse_tag(tag: str | None) -> tuple[str, str | None]:
@@ -282,15 +285,18 @@ def build_bento(
     if precision not in BENTO_PRECISIONS:
         raise InputError(f"a bento is built at one of {', '.join(BENTO_PRECISIONS)}, got {precision!r}")
     bento_name, version = parse_tag(tag)
-    with tempfile.TemporaryDirectory(prefix="radzoo-bento-") as tmp:
-        models = {n: store_model(n, precision=precision, random_weights=random_weights, seed=seed,
-                                 workdir=Path(tmp), calibration=calibration) for n in names}
-    options = bentofile(gpu=gpu, models=models, precision=precision, random_weights=random_weights,
-                        name=bento_name)
     import radzoo
 
     build_ctx = Path(radzoo.__file__).resolve().parent.parent  # src/ of a checkout, or site-packages
-    return bentoml.bentos.build(**options, version=version, build_ctx=str(build_ctx))
+    with tempfile.TemporaryDirectory(prefix="radzoo-bento-") as tmp:
+        stored = {n: store_model(n, precision=precision, random_weights=random_weights, seed=seed,
+                                 workdir=Path(tmp), calibration=calibration) for n in names}
+        models = {n: tag for n, (tag, _) in stored.items()}
+        random = any(r for _, r in stored.values())
+        options = bentofile(gpu=gpu, models=models, precision=precision, random_weights=random, name=bento_name)
+        path = Path(tmp) / "bentofile.yaml"
+        path.write_text(render_bentofile(options))
+        return bentoml.bentos.build_bentofile(str(path), version=version, build_ctx=str(build_ctx))
 
 
 __all__ = ["BENTO_PRECISIONS", "CPU_EXTRAS", "GPU_EXTRAS", "bentofile", "build_bento", "render_bentofile",
