@@ -33,7 +33,8 @@ def require_extra(extra: str, module: str, *, feature: str | None = None) -> Mod
         missing = getattr(exc, "name", None) or module
         what = feature or f"this feature ({module})"
         raise MissingExtra(
-            f"{what} needs the optional package {missing!r}, which is not installed here: {install_hint(extra)}",
+            f"{what} needs the optional package {missing!r}, which cannot be imported here ({exc}): "
+            f"{install_hint(extra)}",
             extra=extra, module=missing,
         ) from exc
 

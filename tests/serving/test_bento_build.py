@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from radzoo.serving.bento_build import read_constraints, render_bentofile, repository_bentofile, requirements
+from radzoo.serving.bento_build import (
+    read_constraints,
+    render_bentofile,
+    repository_bentofile,
+    requirements,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 MOCO = "tiny-random-mococxr"
