@@ -96,3 +96,20 @@ def test_bento_build_refuses_what_a_bento_cannot_hold(capsys: pytest.CaptureFixt
     assert "invalid choice: 'fp16'" in capsys.readouterr().err
     assert main(["bento", "build", "--models", " , "]) == 1
     assert "name at least one model" in capsys.readouterr().err
+
+
+def test_bento_arguments_set_models_and_precision_unless_the_environment_does(tmp_path: Path) -> None:
+    from radzoo.errors import InputError
+    from radzoo.serving.bento_models import parse_models_arg, with_bento
+    from radzoo.serving.settings import ServeSettings
+
+    assert parse_models_arg("a=radzoo-a:v1, b=radzoo-b:v2") == {"a": "radzoo-a:v1", "b": "radzoo-b:v2"}
+    with pytest.raises(InputError, match="expected name=tag items, got 'a'"):
+        parse_models_arg("a")
+    args = {"radzoo_models": "a=radzoo-a:v1", "radzoo_precision": "int8"}
+    paths = {"a": tmp_path}
+    served = with_bento(ServeSettings(), args, paths, {})
+    assert served.models == ("a",) and served.precision == "int8"
+    chosen = with_bento(ServeSettings(models=("b",)), args, paths, {"RADZOO_MODELS": "b", "RADZOO_PRECISION": "fp32"})
+    assert chosen.models == ("b",) and chosen.precision == "fp32"
+    assert with_bento(ServeSettings(), {}, {}, {}) == ServeSettings()  # not a bento: nothing changes

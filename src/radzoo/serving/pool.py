@@ -178,8 +178,8 @@ class ModelPool:
         settings = self.settings
         start = time.perf_counter()
         try:
-            model = load(self.paths.get(name, name), device=settings.device, runtime=settings.runtime, random_weights=settings.random_weights,
-                         precision=settings.precision)
+            model = load(self.paths.get(name, name), device=settings.device, runtime=settings.runtime,
+                         random_weights=settings.random_weights, precision=settings.precision)
         except Exception as exc:
             reason = str(exc) if isinstance(exc, RadzooError) else f"{type(exc).__name__}: {exc}"
             self.load_errors[name] = reason[:2000]
