@@ -128,8 +128,10 @@ def test_every_route_of_the_built_bento_answers_offline(bento, shared_data: Path
     server, unpacked, timings = bento
     start = time.perf_counter()
     meta = yaml.safe_load((unpacked / "bento.yaml").read_text())
-    assert meta["labels"]["random_weights"] == "true" and "RANDOM WEIGHTS" in (unpacked / "README.md").read_text()
+    assert meta["labels"]["models"] == f"{PRIOR},{GRAPHCT}" and meta["labels"]["random_weights"] == "true" and "RANDOM WEIGHTS" in (unpacked / "README.md").read_text()
     assert {m["tag"].split(":")[0] for m in meta["models"]} == {"radzoo-" + PRIOR, "radzoo-" + GRAPHCT}
+    cards = sorted((unpacked / "models").glob("radzoo-*/*/README.md"))
+    assert len(cards) == 2 and all("**Random weights.**" in card.read_text() for card in cards)
     call_every_route(server.url, shared_data)
     log = server.log()
     assert "Traceback" not in log and "exported" not in log, log[-4000:]

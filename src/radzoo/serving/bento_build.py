@@ -159,7 +159,7 @@ def bentofile(
     labels = {"project": "radzoo", "owner": "radzoo-developers", "variant": "gpu" if gpu else "cpu"}
     description = "radzoo: medical image embeddings (MoCo-CXR, LoVT, PRIOR, IGCL, graph-CT) over HTTP"
     if models:
-        labels.update({"models": "_".join(sorted(models)) if len(models) > 1 else next(iter(models)),
+        labels.update({"models": ",".join(models),
                        "precision": precision, "random_weights": str(random_weights).lower()})
         description += f"; models inside: {', '.join(models)} ({precision})"
         if random_weights:
