@@ -19,7 +19,7 @@ PKG = SRC / "radzoo"
 
 #: Bottom to top. Matched by longest prefix; ``radzoo`` itself (``__init__``) is lazy glue.
 LAYERS: list[tuple[str, ...]] = [
-    ("radzoo.errors",),
+    ("radzoo.errors", "radzoo.extras"),
     ("radzoo.nets", "radzoo.io"),
     ("radzoo.zoo",),
     ("radzoo.onnx", "radzoo.converters", "radzoo.zeroshot", "radzoo.graphs"),

@@ -63,6 +63,21 @@ class CapabilityError(RadzooError, TypeError):
     """The model cannot do what was asked (e.g. zero-shot on a model without a text tower)."""
 
 
+class MissingExtra(CapabilityError, ImportError):
+    """An optional package is not installed; the message names the extra to install.
+
+    Raised by ``radzoo.extras.require_extra``; the HTTP service answers 501 with it and the CLI
+    exits 1. It is an ``ImportError`` too, so code that falls back when a package is absent
+    (the ``auto`` runtime without onnxruntime) keeps doing so.
+    """
+
+    def __init__(self, message: str, *, extra: str, module: str) -> None:
+        super().__init__(message)
+        self.extra = extra
+        self.module = module
+        self.name = module  # ImportError's attribute: the module that could not be imported
+
+
 def _preview(items: list[str], limit: int = 12) -> str:
     shown = ", ".join(items[:limit])
     if len(items) > limit:

@@ -179,11 +179,9 @@ def choose_runtime(model: ZooModel, runtime: str, precision: str = "fp32", *, in
     )
 
     if precision in ("int8", "fp16"):  # asked for explicitly: build and gate now
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError as exc:
-            raise CapabilityError(f"model {model.name!r} cannot run {precision} on onnxruntime: it cannot be "
-                                  f"imported ({exc})") from exc
+        from radzoo.extras import require_extra
+
+        require_extra("onnx", "onnxruntime", feature=f"model {model.name!r} at {precision}")
         try:
             store = find_or_export(model, into_artifact=into_artifact)
         except ExportUnavailable as exc:
@@ -271,8 +269,9 @@ class DeferredOnnxRuntime:
             from radzoo.onnx.ort_runtime import runtime_for_store
 
             try:
-                import onnxruntime  # noqa: F401 - a broken install is found here, on first use
+                from radzoo.extras import require_extra
 
+                require_extra("onnx", "onnxruntime", feature="the onnx runtime")  # found here, on first use
                 store = find_or_export(self.model, [graph], into_artifact=self._into_artifact)
             except (ExportUnavailable, ImportError) as exc:
                 why = (f"the ONNX export failed its parity check ({exc})" if isinstance(exc, ExportUnavailable)

@@ -174,8 +174,11 @@ def test_without_onnxruntime_auto_is_torch(home: Path, tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
-    assert lines[0] == "torch | auto: torch, because onnxruntime cannot be imported (onnxruntime is not installed (test shadow))"
-    assert lines[1].startswith("CapabilityError |") and "cannot run int8 on onnxruntime" in lines[1]
+    assert lines[0].startswith("torch | auto: torch, because onnxruntime cannot be imported (")
+    assert "(onnxruntime is not installed (test shadow))" in lines[0] and "pip install 'radzoo[onnx]'" in lines[0]
+    # MissingExtra is a CapabilityError that names the extra to install
+    assert lines[1].startswith("MissingExtra |") and "at int8 needs the optional package 'onnxruntime'" in lines[1]
+    assert "pip install 'radzoo[onnx]'" in lines[1]
 
 
 _RACE = textwrap.dedent("""

@@ -69,8 +69,10 @@ class Server:
 
 
 def start_server(home: Path, tmp: Path, env: dict[str, str], *, via: str = "bentoml", port: int | None = None,
-                 cli_args: list[str] | None = None, wait_for: str = "/readyz") -> Server:
-    """Start the service (``bentoml serve`` or ``radzoo serve``) and wait until ``wait_for`` answers 200."""
+                 cli_args: list[str] | None = None, wait_for: str = "/readyz", argv: list[str] | None = None,
+                 startup_timeout: float = STARTUP_TIMEOUT_S) -> Server:
+    """Start the service (``bentoml serve`` or ``radzoo serve``, or ``argv`` + ``--port``) and wait
+    until ``wait_for`` answers 200."""
     port = port or free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("RADZOO_")}
     full_env.update({
@@ -81,7 +83,9 @@ def start_server(home: Path, tmp: Path, env: dict[str, str], *, via: str = "bent
         "OMP_NUM_THREADS": "2",
     })
     full_env.update(env)
-    if via == "bentoml":
+    if argv is not None:
+        argv = [*argv, "--port", str(port)]
+    elif via == "bentoml":
         argv = [sys.executable, "-m", "bentoml", "serve", "radzoo.serving.service:RadzooService",
                 "--port", str(port), "--host", "127.0.0.1"]
     else:
@@ -90,7 +94,7 @@ def start_server(home: Path, tmp: Path, env: dict[str, str], *, via: str = "bent
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
     server = Server(proc, f"http://127.0.0.1:{port}", log_path)
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} during start-up:\n{server.log()[-4000:]}")
@@ -101,7 +105,7 @@ def start_server(home: Path, tmp: Path, env: dict[str, str], *, via: str = "bent
             pass
         time.sleep(0.3)
     server.stop()
-    raise RuntimeError(f"server not ready after {STARTUP_TIMEOUT_S} s:\n{server.log()[-4000:]}")
+    raise RuntimeError(f"server not ready after {startup_timeout} s:\n{server.log()[-4000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +122,9 @@ def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def launch_server():
+    """``start_server`` itself, for a test that starts (and stops) its server its own way."""
+    return start_server

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "radzoo.cli.extract",
     "radzoo.cli.train",
     "radzoo.cli.serve",
+    "radzoo.cli.bento",
     "radzoo.cli.bench",
 )
 

@@ -20,10 +20,7 @@ def add_model_options(
     parser.add_argument("--model", required=default_model is None, default=default_model,
                         help="registry name, local zoo name or artifact directory"
                         + (f" (default {default_model})" if default_model else ""))
-    parser.add_argument("--random-weights", action="store_true",
-                        help="explicitly RANDOM weights built from the registry (no download; tests and smoke "
-                             "runs; outputs carry no meaning and are marked)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --random-weights (default 0)")
+    add_weights_options(parser)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     if runtime:
         parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
@@ -36,6 +33,14 @@ def add_model_options(
                                  "cosine-to-fp32 gate)")
     if threads:
         parser.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+
+
+def add_weights_options(parser: argparse.ArgumentParser) -> None:
+    """``--random-weights`` and ``--seed``: where a command's weights come from."""
+    parser.add_argument("--random-weights", action="store_true",
+                        help="explicitly RANDOM weights built from the registry (no download; tests and smoke "
+                             "runs; outputs carry no meaning and are marked)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --random-weights (default 0)")
 
 
 def open_model(args: argparse.Namespace, *, runtime: str | None = None) -> Any:

@@ -49,7 +49,10 @@ def measurement_codes() -> tuple[Any, Any]:
 
 def coding_scheme_items() -> list[Any]:
     """The Coding Scheme Identification item declaring ``99RADZOO``."""
-    from highdicom.coding_schemes import CodingSchemeIdentificationItem
+    from radzoo.extras import require_extra
+
+    schemes = require_extra("dicom", "highdicom.coding_schemes", feature="DICOM results")
+    CodingSchemeIdentificationItem = schemes.CodingSchemeIdentificationItem
 
     return [CodingSchemeIdentificationItem(designator=LOCAL_SCHEME, name=LOCAL_SCHEME_NAME,
                                            responsible_organization="radzoo")]

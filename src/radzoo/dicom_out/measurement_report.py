@@ -43,7 +43,9 @@ def measurement_report_sr(
     ``source``: the image the labels were computed on (path, bytes or ``pydicom.Dataset``);
     ``label`` names it in error messages.
     """
-    import highdicom as hd
+    from radzoo.extras import require_extra
+
+    hd = require_extra("dicom", "highdicom", feature="a DICOM SR")
 
     probs = np.asarray(probabilities, dtype=np.float64).reshape(-1)
     if len(labels) != len(probs) or not labels:

@@ -61,7 +61,9 @@ def parametric_map(
 ) -> Any:
     """A ``highdicom.pm.ParametricMap`` of ``heatmap`` (H, W float) over ``source`` (path, bytes or
     ``pydicom.Dataset``) for the grounding ``text`` computed with ``method``."""
-    import highdicom as hd
+    from radzoo.extras import require_extra
+
+    hd = require_extra("dicom", "highdicom", feature="a DICOM Parametric Map")
 
     header = read_source(source, label)
     where = label or "source image"

@@ -37,7 +37,9 @@ class Provenance:
 
     def algorithm_id(self) -> Any:
         """TID 4019 Algorithm Identification: name = model, version = weights revision."""
-        import highdicom as hd
+        from radzoo.extras import require_extra
+
+        hd = require_extra("dicom", "highdicom", feature="DICOM results")
 
         return hd.sr.AlgorithmIdentification(name=self.model, version=self.revision, parameters=self.parameters,
                                               manufacturer=MANUFACTURER)

@@ -21,6 +21,7 @@ import numpy as np
 
 from radzoo.errors import InputError
 from radzoo.eval.label_table import LabelledData
+from radzoo.extras import require_extra
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def plan_folds(data: LabelledData, n_splits: int = 5, seed: int = 0) -> FoldPlan
     """Outer folds for every label of ``data`` (see the module doc)."""
     if data.split is not None:
         return _given_split(data, seed)
-    from sklearn.model_selection import StratifiedGroupKFold
+    StratifiedGroupKFold = require_extra("eval", "sklearn.model_selection", feature="stratified folds").StratifiedGroupKFold
 
     if n_splits < 2:
         raise InputError(f"folds must be >= 2, got {n_splits}")
@@ -161,7 +162,7 @@ def subsample(train: np.ndarray, y: np.ndarray, groups: np.ndarray, fraction: fl
 def inner_splits(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """Grouped, stratified inner folds for choosing a hyperparameter, or None when a class has
     fewer patients than folds (the caller then uses its fixed default and says so)."""
-    from sklearn.model_selection import StratifiedGroupKFold
+    StratifiedGroupKFold = require_extra("eval", "sklearn.model_selection", feature="stratified folds").StratifiedGroupKFold
 
     g = np.asarray(groups, dtype=str)
     pos_groups = len(set(g[y == 1].tolist()))

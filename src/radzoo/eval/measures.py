@@ -61,6 +61,9 @@ def binary_scores(y: np.ndarray, score: np.ndarray, *, weight: np.ndarray | None
     out = {"auroc": math.nan, "average_precision": math.nan, "f1": math.nan, "kappa": math.nan}
     if y.size == 0:
         return out
+    from radzoo.extras import require_extra
+
+    require_extra("eval", "sklearn.metrics", feature="evaluation metrics")
     from sklearn.metrics import average_precision_score, cohen_kappa_score, f1_score, roc_auc_score
 
     pred = (score >= threshold).astype(np.int64)
@@ -78,6 +81,9 @@ def multiclass_scores(y: np.ndarray, prob: np.ndarray, labels: list[str], *,
                       weight: np.ndarray | None = None) -> dict[str, float]:
     """Single-label metrics of the argmax (PRIOR's zero-shot protocol): accuracy, macro
     precision/recall/F1, Cohen's kappa; plus one-vs-rest AUROC / AP per label and their macro mean."""
+    from radzoo.extras import require_extra
+
+    require_extra("eval", "sklearn.metrics", feature="evaluation metrics")
     from sklearn.metrics import (
         accuracy_score,
         average_precision_score,
@@ -140,10 +146,12 @@ FIT_BLAS_THREADS = 1
 
 def _resample_chunk(statistic: Callable[[np.ndarray | None], Mapping[str, float]], inverse: np.ndarray,
                     draws: list[np.ndarray]) -> list[dict[str, float]]:
-    import sklearn
     from threadpoolctl import threadpool_limits
 
     # the inputs were validated by the point estimate; skipping re-validation saves ~20% per call
+    from radzoo.extras import require_extra
+
+    sklearn = require_extra("eval", "sklearn", feature="bootstrap confidence intervals")
     with threadpool_limits(limits=1), sklearn.config_context(skip_parameter_validation=True):
         return [dict(statistic(d[inverse].astype(np.float64))) for d in draws]
 

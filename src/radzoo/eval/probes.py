@@ -31,6 +31,7 @@ from radzoo.eval.measures import (
     bootstrap,
     parallel_jobs,
 )
+from radzoo.extras import require_extra
 
 KINDS = ("linear", "knn")
 DEFAULT_C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
@@ -107,6 +108,7 @@ def _fit_predict(kind: str, x_train: np.ndarray, y_train: np.ndarray, g_train: n
     with warnings.catch_warnings(), threadpool_limits(limits=FIT_BLAS_THREADS):
         warnings.simplefilter("ignore")  # convergence chatter on tiny folds; the report keeps the numbers
         if kind == "linear":
+            require_extra("eval", "sklearn.linear_model", feature="linear probes")
             from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
             from sklearn.preprocessing import StandardScaler
 
@@ -123,6 +125,7 @@ def _fit_predict(kind: str, x_train: np.ndarray, y_train: np.ndarray, g_train: n
                                       max_iter=settings.max_iter, tol=settings.tol, use_legacy_attributes=False)
             cv.fit(xtr, y_train)
             return cv.predict_proba(xte)[:, 1], float(np.ravel(cv.C_)[0]), False
+        require_extra("eval", "sklearn.neighbors", feature="kNN probes")
         from sklearn.model_selection import GridSearchCV
         from sklearn.neighbors import KNeighborsClassifier
 

@@ -192,6 +192,9 @@ class EvalReport:
         """One figure per label: the ROC curve of every system (the largest label fraction)."""
         if not any(r.curves for r in self.results):
             return {}
+        from radzoo.extras import require_extra
+
+        require_extra("eval", "sklearn.metrics", feature="ROC figures")
         import matplotlib
 
         matplotlib.use("Agg", force=False)

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from radzoo.errors import InputError
 from radzoo.extract.discovery import InputItem
 from radzoo.extract.session import Session
 from radzoo.extract.work import Failure, Prepared, embed_prepared, prepare_item
@@ -124,11 +123,11 @@ def run_ray(
 ) -> None:
     """Run ``items`` through Ray Data into ``session`` (starts a local Ray unless one is running
     or ``address`` names a cluster; shuts down only what it started)."""
-    try:
-        import ray
-        from ray.data import ActorPoolStrategy, DataContext
-    except ModuleNotFoundError as exc:
-        raise InputError("engine='ray' needs Ray Data: pip install 'ray[data]'") from exc
+    from radzoo.extras import require_extra
+
+    ray = require_extra("ray", "ray", feature="engine='ray'")
+    ray_data = require_extra("ray", "ray.data", feature="engine='ray'")
+    ActorPoolStrategy, DataContext = ray_data.ActorPoolStrategy, ray_data.DataContext
     if not items:
         return
     started = False

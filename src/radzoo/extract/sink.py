@@ -21,10 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from radzoo.errors import RadzooError
+from radzoo.extras import require_extra
+
+pa = require_extra("extract", "pyarrow", feature="Parquet tables")
+pq = require_extra("extract", "pyarrow.parquet", feature="Parquet tables")
 
 TABLES = ("embeddings", "errors")
 MANIFEST = "manifest.json"

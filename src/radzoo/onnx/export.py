@@ -69,7 +69,9 @@ def export_model(
     same artifact waits): everything goes to a temp dir inside the artifact first, then each file
     is moved into place with ``os.replace``, ``config.json`` last.
     """
-    import onnxruntime  # noqa: F401 - fail early when it is missing
+    from radzoo.extras import require_extra
+
+    require_extra("onnx", "onnxruntime", feature="ONNX export")  # fail early when it is missing
 
     if model.directory is None:
         raise ArtifactError(f"model {model.name!r} has no artifact directory to export into; save it first (zoo.save)")
@@ -116,8 +118,9 @@ def check_export_args(opset: Any, parity_tol: Any) -> None:
 
 def section_header(opset: int, parity_tol: float) -> dict[str, Any]:
     """What every ``onnx`` section records about how its graphs were made."""
-    import onnxruntime as ort
+    from radzoo.extras import require_extra
 
+    ort = require_extra("onnx", "onnxruntime", feature="ONNX export")
     return {
         "opset": opset,
         "exporter": EXPORTER,
@@ -278,7 +281,9 @@ def _quiet_tracer():
 
 
 def _export_one(graph: GraphDef, path: Path, opset: int) -> None:
-    import onnx
+    from radzoo.extras import require_extra
+
+    onnx = require_extra("onnx", "onnx", feature="ONNX export")
 
     args = tuple(torch.from_numpy(a) for a in graph.parity_inputs[0])
     graph.module.eval()

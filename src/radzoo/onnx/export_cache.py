@@ -223,27 +223,45 @@ def write_cache_section(folder: Path, section: dict[str, Any]) -> None:
 
 
 def _versions() -> dict[str, str]:
-    import onnxruntime as ort
     import torch
+
+    from radzoo.extras import require_extra
+
+    ort = require_extra("onnx", "onnxruntime", feature="ONNX export")
 
     return {"torch": torch.__version__, "onnxruntime": ort.__version__, "radzoo": __version__}
 
 
-def _known_failure(folder: Path) -> str | None:
+def _known_failure(folder: Path, weights_sha: str | None = None) -> str | None:
     data = _read_record(folder / FAILED_FILE)
     if data is None:
         return None
     if data.get("versions") != _versions():
         return None  # another torch/onnxruntime may export it: try again
+    if weights_sha and data.get("weights_sha256", weights_sha) != weights_sha:
+        return None  # recorded for other weights
     return str(data.get("reason") or "an earlier export failed")
 
 
-def _remember_failure(folder: Path, reason: str) -> None:
+def _remember_failure(folder: Path, reason: str, weights_sha: str | None = None) -> None:
+    record: dict[str, Any] = {"reason": reason, "versions": _versions()}
+    if weights_sha:
+        record["weights_sha256"] = weights_sha
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / FAILED_FILE, json.dumps({"reason": reason, "versions": _versions()}) + "\n")
+        atomic_write_text(folder / FAILED_FILE, json.dumps(record) + "\n")
     except OSError as exc:  # an unwritable cache only costs a retry next time
         log.debug("cannot record the failed export in %s: %s", folder, exc)
+
+
+def remember_failure_in_artifact(directory: Path, reason: str) -> None:
+    """Record in the artifact folder itself (``onnx/failed.json``) that its graphs do not export
+    with parity here, so a read-only copy (a bento) goes straight to torch instead of exporting
+    again at start-up (``radzoo bento build``)."""
+    from radzoo.zoo.artifact import read_config
+
+    sha = read_config(directory).get("weights", {}).get("sha256")
+    _remember_failure(directory / "onnx", reason, str(sha) if sha else None)
 
 
 # ---- the one entry point ------------------------------------------------------------------------
@@ -273,6 +291,9 @@ def find_or_export(model: ZooModel, graphs: list[str] | None = None, *, into_art
             return GraphStore(directory, model.config["onnx"], "artifact", False, sha)
         if problem != "missing":
             _warn_rebuild(problem)
+        failed = _known_failure(directory / "onnx", sha)  # recorded in the artifact (a bento's read-only model)
+        if failed:
+            raise ExportUnavailable(failed)
         if into_artifact and writable(directory):
             return _export_into_artifact(model, needed, sha, opset, parity_tol)
     return _export_into_cache(model, needed, sha, opset, parity_tol)

@@ -47,13 +47,9 @@ TRT_MAX_BATCH = 256
 
 
 def _ort() -> Any:
-    try:
-        import onnxruntime
-    except ImportError as exc:  # pragma: no cover - onnxruntime is installed in every test env
-        raise CapabilityError(
-            "onnxruntime is not installed: pip install 'radzoo[onnx]' (CPU) or 'radzoo[gpu]' (CUDA)"
-        ) from exc
-    return onnxruntime
+    from radzoo.extras import require_extra
+
+    return require_extra("onnx", "onnxruntime", feature="the onnx runtime")
 
 
 def session_options(

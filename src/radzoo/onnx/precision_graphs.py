@@ -280,6 +280,9 @@ def _quiet_root_logger() -> Iterator[None]:
 
 def quantize_int8(fp32_path: Path, out_path: Path, input_name: str, inputs: list[np.ndarray]) -> None:
     """Static QDQ quantisation of one graph with onnxruntime's tools (see the module docs)."""
+    from radzoo.extras import require_extra
+
+    require_extra("onnx", "onnxruntime.quantization", feature="int8 quantisation")
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -408,9 +411,11 @@ def ensure_fp16(model: ZooModel, store: GraphStore) -> GraphStore:
     sha = weights_sha256(model)
     if section_problem(store.root, store.section, graphs, sha, variant="fp16") is None:
         return store
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from radzoo.extras import require_extra
 
-    import onnx
+    float16 = require_extra("onnx", "onnxruntime.transformers.float16", feature="fp16 graphs")
+    convert_float_to_float16 = float16.convert_float_to_float16
+    onnx = require_extra("onnx", "onnx", feature="fp16 graphs")
     from radzoo.onnx.graphs import graph_defs
 
     defs = {d.name: d for d in graph_defs(model)}

@@ -132,7 +132,10 @@ class PacsConnection:
         client = clients.get(self)
         if client is None:
             import requests
-            from dicomweb_client.api import DICOMwebClient
+
+            from radzoo.extras import require_extra
+
+            DICOMwebClient = require_extra("dicom", "dicomweb_client.api", feature="DICOMweb").DICOMwebClient
 
             session = requests.Session()
             if not self.http_compression:

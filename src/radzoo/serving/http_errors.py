@@ -3,7 +3,8 @@
 Every error body is ``{"error": {"type": ..., "message": ..., "status": ...}}`` (plus
 ``"errors"`` for per-item failures), so clients can branch on ``type`` and show ``message``.
 User mistakes are 4xx and name the problem; a model that cannot be loaded is a 5xx that still
-says why (it is the operator's problem, not the client's).
+says why (it is the operator's problem, not the client's); a feature whose optional package is not
+installed answers 501 with the ``pip install 'radzoo[extra]'`` command.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from radzoo.errors import (
     CapabilityError,
     DeviceError,
     InputError,
+    MissingExtra,
     ModelNotFoundError,
     RadzooError,
     WeightsError,
@@ -41,6 +43,8 @@ def status_for(exc: BaseException) -> int:
     """HTTP status for an exception raised while handling a request."""
     from radzoo.io.read_errors import ReadError
 
+    if isinstance(exc, MissingExtra):  # this install lacks an optional package: the message names the extra
+        return 501
     if isinstance(exc, PayloadTooLargeError):
         return 413
     if isinstance(exc, ModelNotFoundError):

@@ -14,13 +14,16 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from radzoo.errors import InputError, ModelNotFoundError, RadzooError
 from radzoo.resolve import load, spec_of
 from radzoo.serving import metrics
 from radzoo.serving.batching import Batcher
+from radzoo.serving.missing_features import unavailable
 from radzoo.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -44,8 +47,9 @@ class LoadedModel:
 class ModelPool:
     """Lazily loaded models, least recently used evicted beyond ``settings.max_loaded_models``."""
 
-    def __init__(self, settings: ServeSettings) -> None:
+    def __init__(self, settings: ServeSettings, paths: Mapping[str, Path] | None = None) -> None:
         self.settings = settings
+        self.paths = dict(paths or {})  # name -> artifact folder (a bento's models); other names resolve as usual
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._name_locks: dict[str, threading.Lock] = {}
@@ -77,7 +81,7 @@ class ModelPool:
 
         if self.settings.models:
             return list(self.settings.models)
-        return sorted(set(list_models()) | set(local_models()))
+        return sorted(set(list_models()) | set(local_models()) | set(self.paths))
 
     def check_served(self, name: str | None) -> str:
         """The model name to use for a request, or a 4xx error naming the choices."""
@@ -103,7 +107,8 @@ class ModelPool:
             row: dict[str, Any] = {"id": name, "object": "model", "loaded": name in loaded,
                                    "load_error": self.load_errors.get(name)}
             try:
-                spec, source = spec_of(name)
+                spec, source = spec_of(self.paths.get(name, name))
+                source = "bento" if name in self.paths else source
             except Exception as exc:  # noqa: BLE001 - one broken entry must not hide the others
                 row.update({"available": False, "error": str(exc)})
                 rows.append(row)
@@ -126,6 +131,7 @@ class ModelPool:
                     "precision": entry.precision if entry else self.settings.precision,
                     "runtime_reason": entry.model.runtime.reason if entry else "decided when the model loads",
                     "capabilities": sorted(spec.capabilities),
+                    "unavailable": unavailable(spec.capabilities),  # features this install lacks a package for
                 }
             )
             rows.append(row)
@@ -172,8 +178,8 @@ class ModelPool:
         settings = self.settings
         start = time.perf_counter()
         try:
-            model = load(name, device=settings.device, runtime=settings.runtime, random_weights=settings.random_weights,
-                         precision=settings.precision)
+            model = load(self.paths.get(name, name), device=settings.device, runtime=settings.runtime,
+                         random_weights=settings.random_weights, precision=settings.precision)
         except Exception as exc:
             reason = str(exc) if isinstance(exc, RadzooError) else f"{type(exc).__name__}: {exc}"
             self.load_errors[name] = reason[:2000]

@@ -1,7 +1,8 @@
 """The BentoML service: HTTP in, :class:`~radzoo.serving.endpoints.Endpoints` out.
 
 Start it with ``radzoo serve`` or ``bentoml serve radzoo.serving.service:RadzooService``; settings
-come from ``RADZOO_*`` environment variables (see :mod:`radzoo.serving.settings`). Each route hands
+come from ``RADZOO_*`` environment variables (see :mod:`radzoo.serving.settings`); a bento built by
+``radzoo bento build`` also brings its models (:mod:`radzoo.serving.bento_models`). Each route hands
 what it received to one ``Endpoints`` method through ``answer``, the one place errors become
 status codes; request validation and every other decision live in ``endpoints.py``. The GET
 routes (``/models``, the browser page at ``/``, Swagger at ``/docs``) are in ``web_routes.py``.
@@ -10,6 +11,7 @@ routes (``/models``, the browser page at ``/``, Swagger at ``/docs``) are in ``w
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,11 @@ import bentoml
 from pydantic import Field
 from starlette.responses import Response
 
+from radzoo.serving.bento_models import bento_arguments, model_paths, with_bento
 from radzoo.serving.endpoints import Endpoints
 from radzoo.serving.guard import RequestGuard
 from radzoo.serving.http_errors import answer
+from radzoo.serving.pool import ModelPool
 from radzoo.serving.schemas import (
     DisplayInput,
     EmbeddingsInput,
@@ -34,7 +38,9 @@ from radzoo.serving.web_routes import web_app
 
 log = logging.getLogger("radzoo.serving")
 
-SETTINGS = ServeSettings.from_env()
+BENTO_ARGUMENTS = bento_arguments()  # set when BentoML serves a bento built by `radzoo bento build`
+MODEL_PATHS = model_paths(BENTO_ARGUMENTS)  # the bento's own model folders, by served name
+SETTINGS = with_bento(ServeSettings.from_env(), BENTO_ARGUMENTS, MODEL_PATHS, dict(os.environ))
 
 
 @bentoml.service(
@@ -52,7 +58,7 @@ class RadzooService:
         import radzoo.io  # noqa: F401
         import radzoo.zoo  # noqa: F401
 
-        self.endpoints = Endpoints(SETTINGS)
+        self.endpoints = Endpoints(SETTINGS, ModelPool(SETTINGS, MODEL_PATHS))
         self.endpoints.start()  # loads the configured models in the background; /readyz waits for them
         log.info(
             "radzoo service: models=%s runtime=%s max_loaded=%d random_weights=%s auth=%s",

@@ -31,12 +31,11 @@ SCALE = 632.0  # (1024 + 240) / 2
 
 def graphct_augmentation(device: str | torch.device | None = None) -> Any:
     """The original's MONAI ``Compose`` (see module doc); ``device`` runs the elastic warp there."""
-    try:
-        from monai.transforms import Compose, Rand3DElastic, RandAdjustContrast, RandGaussianNoise
-    except ImportError as exc:
-        from radzoo.errors import CapabilityError
+    from radzoo.extras import require_extra
 
-        raise CapabilityError("graph-CT training augments patches with MONAI: pip install 'radzoo[training]'") from exc
+    transforms = require_extra("training", "monai.transforms", feature="graph-CT training augmentation (MONAI)")
+    Compose, Rand3DElastic = transforms.Compose, transforms.Rand3DElastic
+    RandAdjustContrast, RandGaussianNoise = transforms.RandAdjustContrast, transforms.RandGaussianNoise
 
     elastic = Rand3DElastic(
         mode="bilinear",
