@@ -1,0 +1,424 @@
+"""Training and recalibrating task heads with the evaluation machinery (``radzoo head train``).
+
+Per label, on the same patient-grouped stratified folds and inner CV as ``radzoo eval
+linear-probe`` (``plan_folds``, ``run_probe``, so the head's CV AUROC is the probe's):
+
+1. **raw out-of-fold scores**: the probe's logistic regression, C chosen by grouped inner CV
+   in each outer fold (``run_probe``);
+2. **calibration**: scikit-learn's ``CalibratedClassifierCV`` (``ensemble=False``) with the
+   fold's C, its map fitted on grouped inner folds of the fold's training part, scores the outer
+   test part; sigmoid and isotonic both, the one with the lower out-of-fold Brier score is kept;
+3. **operating points** (sens90, sens95, spec90, youden) chosen on those out-of-fold calibrated
+   probabilities, each with its CV sensitivity, specificity, PPV and NPV at the training
+   prevalence (patient bootstrap CIs);
+4. **the final head**: ``CalibratedClassifierCV`` on all rows with C from inner CV on all rows,
+   its map fitted on the outer folds' out-of-fold decision values. Stored as data.
+
+Recalibration (``recalibrate_head``) keeps the fitted weights and refits only the map and the
+operating points on a new site's labelled rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from radzoo.errors import InputError
+from radzoo.eval.folding import FoldPlan, inner_splits, plan_folds
+from radzoo.eval.label_table import LabelledData
+from radzoo.eval.measures import CI_LEVEL, DEFAULT_BOOTSTRAP, FIT_BLAS_THREADS, Estimate, bootstrap
+from radzoo.eval.probes import FALLBACK, ProbeSettings, run_probe
+from radzoo.eval.report_files import _plain
+from radzoo.heads.head_file import CALIBRATIONS, OPERATING_POINTS, write_head
+
+log = logging.getLogger(__name__)
+
+ECE_BINS = 10
+CALIBRATION_CHOICES = ("auto", *CALIBRATIONS)
+
+
+@dataclass
+class HeadResult:
+    """What ``train_head`` / ``recalibrate_head`` wrote: the folder and its head.json document."""
+
+    directory: Path
+    document: dict[str, Any]
+
+    def summary(self) -> str:
+        from radzoo.heads.head_card import operating_point_table
+
+        return operating_point_table(self.document)
+
+
+# ------------------------------------------------------------------------------- checks
+
+
+def check_trainable(data: LabelledData, folds: int) -> None:
+    """Refuse labels a head cannot be trained or validated on (one class, too few positives)."""
+    for j, label in enumerate(data.labels):
+        pos, n = int(data.y[:, j].sum()), len(data)
+        if pos == 0 or pos == n:
+            raise InputError(f"label {label!r} in {data.source} has one class only ({pos} positives of {n} rows): "
+                             "a head needs positives and negatives")
+        groups = np.asarray(data.groups, dtype=str)
+        pos_groups = len(set(groups[data.y[:, j] == 1].tolist()))
+        neg_groups = len(set(groups[data.y[:, j] == 0].tolist()))
+        if min(pos_groups, neg_groups) < folds:
+            which = "positive" if pos_groups < neg_groups else "negative"
+            raise InputError(f"label {label!r} in {data.source} has {min(pos_groups, neg_groups)} {which} patients, "
+                             f"fewer than the {folds} folds: label more, or lower --folds")
+
+
+# ------------------------------------------------------------------------------ measures
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE: the row-weighted mean |observed rate - mean probability| over equal-width bins."""
+    y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    which = np.clip((p * bins).astype(int), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            total += m.sum() * abs(y[m].mean() - p[m].mean())
+    return float(total / max(1, y.size))
+
+
+def _confusion(y: np.ndarray, pred: np.ndarray, w: np.ndarray | None) -> dict[str, float]:
+    from sklearn.metrics import confusion_matrix
+
+    tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1], sample_weight=w).ravel()
+
+    def ratio(a: float, b: float) -> float:
+        return float(a / (a + b)) if a + b > 0 else math.nan
+
+    return {"sensitivity": ratio(tp, fn), "specificity": ratio(tn, fp), "ppv": ratio(tp, fp), "npv": ratio(tn, fn)}
+
+
+def choose_thresholds(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """The operating points' probability thresholds, from scikit-learn's ROC curve of (y, p)."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thr = roc_curve(y, p, drop_intermediate=False)
+    keep = np.isfinite(thr) & (thr <= 1.0)
+    fpr, tpr, thr = fpr[keep], tpr[keep], thr[keep]
+    out = {}
+    for name, target in (("sens90", 0.90), ("sens95", 0.95)):
+        ok = tpr >= target - 1e-12
+        out[name] = float(thr[ok].max()) if ok.any() else float(thr.min())
+    ok = (1.0 - fpr) >= 0.90 - 1e-12
+    out["spec90"] = float(thr[ok].min()) if ok.any() else float(thr.max())
+    out["youden"] = float(thr[int(np.argmax(tpr - fpr))])
+    return out
+
+
+def operating_point_estimates(y: np.ndarray, p: np.ndarray, groups: np.ndarray, cuts: dict[str, float], *,
+                              n_boot: int, seed: int) -> dict[str, dict[str, Any]]:
+    """Sensitivity, specificity, PPV, NPV of each threshold on (y, p), with patient bootstrap CIs."""
+    y = np.asarray(y, dtype=np.int64)
+
+    def statistic(weight: np.ndarray | None) -> dict[str, float]:
+        out = {}
+        for name, cut in cuts.items():
+            for k, v in _confusion(y, (p >= cut).astype(np.int64), weight).items():
+                out[f"{name}/{k}"] = v
+        return out
+
+    est = bootstrap(statistic, groups, n_boot=n_boot, seed=seed)
+    points: dict[str, dict[str, Any]] = {}
+    for name, cut in cuts.items():
+        points[name] = {"threshold": cut, "target": OPERATING_POINTS[name],
+                        **{k: est[f"{name}/{k}"].to_dict() for k in ("sensitivity", "specificity", "ppv", "npv")}}
+    return points
+
+
+def _reliability(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import brier_score_loss
+
+    true, pred = calibration_curve(y, p, n_bins=ECE_BINS, strategy="uniform")
+    return {"ece": expected_calibration_error(y, p), "brier": float(brier_score_loss(y, p)),
+            "curve": {"mean_predicted": pred.tolist(), "observed": true.tolist()}}
+
+
+# ------------------------------------------------------------------------------ fitting
+
+
+def _pipeline(c: float, settings: ProbeSettings) -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=settings.max_iter, tol=settings.tol))
+
+
+def _calibrated(c: float, method: str, cv: Any, settings: ProbeSettings) -> Any:
+    from sklearn.calibration import CalibratedClassifierCV
+
+    return CalibratedClassifierCV(_pipeline(c, settings), method=method, cv=cv, ensemble=False)
+
+
+def _splits_or_fallback(y: np.ndarray, groups: np.ndarray, n: int, seed: int) -> tuple[Any, bool]:
+    """Grouped inner folds, or (too few patients of a class) 2 stratified row folds."""
+    splits = inner_splits(y, groups, n, seed)
+    if splits is not None:
+        return splits, False
+    from sklearn.model_selection import StratifiedKFold
+
+    return list(StratifiedKFold(2, shuffle=True, random_state=seed).split(np.zeros((y.size, 1)), y)), True
+
+
+def _final_c(x: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: ProbeSettings, seed: int) -> float:
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.preprocessing import StandardScaler
+
+    splits = inner_splits(y, groups, settings.inner_folds, seed)
+    if splits is None:
+        return float(FALLBACK["linear"])
+    cv = LogisticRegressionCV(Cs=list(settings.c_grid), cv=splits, scoring="roc_auc", l1_ratios=(0.0,),
+                              max_iter=settings.max_iter, tol=settings.tol, use_legacy_attributes=False)
+    cv.fit(StandardScaler().fit_transform(x), y)
+    return float(np.ravel(cv.C_)[0])
+
+
+def _label_fit(x: np.ndarray, data: LabelledData, j: int, plan: FoldPlan, raw_oof: np.ndarray, chosen: list[float],
+               settings: ProbeSettings, calibration: str, seed: int) -> dict[str, Any]:
+    """Out-of-fold calibrated probabilities per method, the chosen method, and the final fit."""
+    from sklearn.metrics import brier_score_loss
+
+    y = data.y[:, j].astype(np.int64)
+    folds = plan.per_label[j]
+    methods = CALIBRATIONS if calibration == "auto" else (calibration,)
+    oof = {m: np.full(len(data), np.nan) for m in methods}
+    fallbacks = 0
+    for fold, c in zip(folds, chosen, strict=True):
+        splits, fell_back = _splits_or_fallback(y[fold.train], data.groups[fold.train], settings.inner_folds,
+                                                seed + fold.index)
+        fallbacks += int(fell_back)
+        for m in methods:
+            model = _calibrated(c, m, splits, settings).fit(x[fold.train], y[fold.train])
+            oof[m][fold.test] = model.predict_proba(x[fold.test])[:, 1]
+    rows = np.flatnonzero(np.isfinite(raw_oof))
+    brier = {m: float(brier_score_loss(y[rows], oof[m][rows])) for m in methods}
+    method = min(brier, key=lambda m: brier[m])
+    c_final = _final_c(x, y, data.groups, settings, seed)
+    outer = [(f.train, f.test) for f in folds]
+    final = _calibrated(c_final, method, outer, settings).fit(x, y)
+    return {"rows": rows, "oof_calibrated": oof[method], "brier": brier, "method": method, "C": c_final,
+            "final": final, "inner_fallbacks": fallbacks}
+
+
+def stored_map(calibrator: Any, method: str) -> dict[str, Any]:
+    """A fitted scikit-learn calibrator as data (sigmoid a, b; isotonic X/Y thresholds)."""
+    if method == "sigmoid":
+        return {"method": "sigmoid", "a": float(calibrator.a_), "b": float(calibrator.b_)}
+    return {"method": "isotonic", "x": [float(v) for v in calibrator.X_thresholds_],
+            "y": [float(v) for v in calibrator.y_thresholds_]}
+
+
+def _final_tensors(final: Any, j: int) -> dict[str, np.ndarray]:
+    pair = final.calibrated_classifiers_[0]
+    scaler, lr = pair.estimator[0], pair.estimator[-1]
+    return {f"head{j}.mean": scaler.mean_, f"head{j}.scale": scaler.scale_, f"head{j}.coef": lr.coef_[0],
+            f"head{j}.intercept": np.asarray(lr.intercept_, dtype=np.float64).reshape(1)}
+
+
+# ------------------------------------------------------------------------------ training
+
+
+def base_identity(zmodel: Any, output: str | None) -> dict[str, Any]:
+    """The base model as a head records it: extraction identity + full weights sha256, seed, folder."""
+    from radzoo.zoo.model_identity import identity_of
+
+    ident = identity_of(zmodel, output).to_dict()
+    provenance = zmodel.config.get("provenance", {})
+    directory = getattr(zmodel, "directory", None)
+    return {**ident, "weights_sha256": zmodel.config.get("weights", {}).get("sha256"),
+            "seed": provenance.get("seed") if zmodel.random_init else None,
+            "source": str(Path(directory).resolve()) if directory else None}
+
+
+def train_head(
+    model: Any,
+    data: LabelledData,
+    out: str | os.PathLike[str],
+    *,
+    settings: ProbeSettings | None = None,
+    calibration: str = "auto",
+    features: str | os.PathLike[str] | None = None,
+    join: str = "path",
+    drop_missing: bool = False,
+    pseudonym_secret: bytes | str | None = None,
+    output: str | None = None,
+    folds: int = 5,
+    baselines: Sequence[str] = (),
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+    cache: str | os.PathLike[str] | None = None,
+    batch_size: int = 16,
+    workers: int | None = None,
+    quiet: bool = True,
+    name: str | None = None,
+    overwrite: bool = False,
+) -> HeadResult:
+    """Train, calibrate and write a head for every label of ``data`` on ``model``'s embeddings.
+
+    ``model``: a loaded ``radzoo.Model`` (its identity is recorded; a random-weight build's
+    seed too, so ``radzoo.load(out)`` reopens exactly it). ``features``: a finished ``radzoo
+    extract`` folder to reuse. ``baselines``: floors for the card (``raw-pixels``,
+    ``random-init``), via ``radzoo.eval.linear_probe``. ``calibration``: auto, sigmoid, isotonic.
+    """
+    from radzoo.eval.tasks import _cache_dir, _model_table, probe
+
+    if not hasattr(model, "spec"):
+        raise InputError("train_head needs a loaded model (radzoo.load / radzoo.build): its identity is recorded")
+    if calibration not in CALIBRATION_CHOICES:
+        raise InputError(f"calibration must be one of {CALIBRATION_CHOICES}, got {calibration!r}")
+    settings = settings or ProbeSettings(kind="linear")
+    if settings.kind != "linear" or list(settings.fractions) != [1.0]:
+        raise InputError("a head is a linear probe fitted on all its labelled rows (kind linear, fraction 1.0)")
+    if not data.labels:
+        raise InputError(f"no labels chosen in {data.source}; pass labels (--labels)")
+    if data.split is not None:
+        raise InputError("a head is cross-validated on patient-grouped folds and fitted on all rows: drop the split column")
+    out = Path(out)
+    check_trainable(data, folds)
+    notes: list[str] = []
+    cache_dir = _cache_dir(cache, None, notes)
+    table, _ = _model_table(model, data, features=features, join=join, drop_missing=drop_missing,
+                            pseudonym_secret=pseudonym_secret, output=output, cache=cache_dir,
+                            batch_size=batch_size, workers=workers, quiet=quiet)
+    base = base_identity(model, table.identity.get("output"))
+    for f in ("model", "revision", "preprocess", "output"):
+        if table.identity.get(f) != base[f]:
+            raise InputError(f"the embeddings ({table.source}) have {f} {table.identity.get(f)!r}, the model "
+                             f"{base[f]!r}: extract them with this model")
+    used = data.subset(table.rows)
+    check_trainable(used, folds)
+    x = np.asarray(table.x, dtype=np.float64)
+    digest = used.digest(table.sha256)
+    plan = plan_folds(used, folds, seed)
+    if plan.skipped:
+        raise InputError(f"some folds have one class only ({plan.skipped[0]['label']}: {plan.skipped[0]['reason']}); "
+                         "lower --folds or label more")
+    from threadpoolctl import threadpool_limits
+
+    run = run_probe(x.astype(np.float32), used, plan, settings, seed)
+    report = probe(model, used, settings=settings, features=features, join=join, drop_missing=drop_missing,
+                   pseudonym_secret=pseudonym_secret, folds=folds, baselines=baselines, n_boot=n_boot, seed=seed,
+                   output=base["output"], cache=cache_dir, batch_size=batch_size, workers=workers, quiet=quiet)
+    heads: dict[str, Any] = {}
+    tensors: dict[str, np.ndarray] = {}
+    figures: dict[str, bytes] = {}
+    with warnings.catch_warnings(), threadpool_limits(limits=FIT_BLAS_THREADS):
+        warnings.simplefilter("ignore")
+        for j, label in enumerate(used.labels):
+            raw = run.scores[(1.0, 0)][:, j]
+            fit = _label_fit(x, used, j, plan, raw, run.chosen[(1.0, 0, label)], settings, calibration, seed)
+            rows, y = fit["rows"], used.y[:, j].astype(np.int64)
+            p_cal = fit["oof_calibrated"]
+            cuts = choose_thresholds(y[rows], p_cal[rows])
+            pair = fit["final"].calibrated_classifiers_[0]
+            tensors.update(_final_tensors(fit["final"], j))
+            before, after = _reliability(y[rows], raw[rows]), _reliability(y[rows], p_cal[rows])
+            heads[label] = {
+                "kind": "linear", "C": fit["C"], "column": used.specs[j].column, "positive": used.specs[j].positive,
+                "calibration": stored_map(pair.calibrators[0], fit["method"]),
+                "calibration_choice": {"method": fit["method"], "oof_brier": fit["brier"],
+                                       "rule": "lower out-of-fold Brier score" if calibration == "auto" else "given"},
+                "prevalence": float(y.mean()), "n_pos": int(y.sum()), "n_neg": int(y.size - y.sum()),
+                "reliability": {"before": before, "after": after},
+                "operating_points": operating_point_estimates(y[rows], p_cal[rows], used.groups[rows], cuts,
+                                                              n_boot=n_boot, seed=seed),
+                "cv_auroc": report.result("model").metrics[f"{label}/auroc"].to_dict(),
+            }
+            if fit["inner_fallbacks"]:
+                notes.append(f"{label}: {fit['inner_fallbacks']} fold(s) calibrated on 2 ungrouped stratified folds "
+                             "(too few patients of a class for grouped inner folds)")
+            figures[label] = _reliability_png(label, y[rows], raw[rows], p_cal[rows], fit["method"])
+    document = {
+        "name": name or out.name,
+        "kind": "linear",
+        "labels": list(used.labels),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "base": base,
+        "data": {"labels_file": str(data.source), "n_rows": len(used), "n_groups": len(set(used.groups.tolist())),
+                 "group_column": used.group_column, "digest": digest,
+                 "embeddings": table.source, "dropped": len(table.dropped)},
+        "protocol": {"folds": plan.to_dict(), "probe": settings.to_dict(), "bootstrap": n_boot, "ci_level": CI_LEVEL,
+                     "seed": seed, "calibration": calibration,
+                     "final": "CalibratedClassifierCV(StandardScaler + LogisticRegression(C from grouped inner CV on "
+                              "all rows), ensemble=False, cv=the outer folds): fitted on all rows, map fitted on "
+                              "out-of-fold decision values",
+                     "operating_points": "chosen on out-of-fold calibrated probabilities (same rows they are "
+                                         "reported on: mildly optimistic)"},
+        "heads": heads,
+        "cv": {"markdown": report.markdown(), "results": [r.to_dict() for r in report.results],
+               "systems": report.systems},
+        "notes": notes + list(report.notes),
+        "history": [],
+    }
+    return _write(out, document, tensors, figures, overwrite=overwrite)
+
+
+def _write(out: Path, document: dict[str, Any], tensors: dict[str, np.ndarray], figures: dict[str, bytes],
+           *, overwrite: bool) -> HeadResult:
+    from radzoo.heads.head_card import render_head_card
+    from radzoo.heads.head_file import document_digest
+
+    document = _plain(document)
+    slugs = _figure_names(list(figures))
+    document["files"] = {"card": "README.md", "reliability": {lab: slugs[lab] for lab in figures}}
+    files: dict[str, bytes | str] = {slugs[lab]: png for lab, png in figures.items()}
+    document["digest"] = document_digest(document)  # provisional, for the card's mention; write_head redoes it
+    files["README.md"] = render_head_card(document)
+    directory = write_head(out, document, tensors, files, overwrite=overwrite)
+    from radzoo.heads.head_file import read_head
+
+    return HeadResult(directory, read_head(directory).document)
+
+
+def _figure_names(labels: list[str]) -> dict[str, str]:
+    from radzoo.eval.report_files import _unique_slug
+
+    used: set[str] = set()
+    return {lab: f"reliability/{_unique_slug(lab, used)}.png" for lab in labels}
+
+
+def _reliability_png(label: str, y: np.ndarray, raw: np.ndarray, cal: np.ndarray, method: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import calibration_curve
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.6), dpi=110)
+    for p, text in ((raw, "before (logistic regression)"), (cal, f"after ({method})")):
+        true, pred = calibration_curve(y, p, n_bins=ECE_BINS, strategy="uniform")
+        ax.plot(pred, true, marker="o", lw=1.4, label=f"{text}, ECE {expected_calibration_error(y, p):.3f}")
+    ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1, label="perfect calibration")
+    ax.set_xlabel("mean predicted probability (out of fold)")
+    ax.set_ylabel("observed fraction positive")
+    ax.set_title(f"{label}: reliability", fontsize=9)
+    ax.legend(loc="upper left", fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+__all__ = ["Estimate", "HeadResult", "base_identity", "choose_thresholds", "expected_calibration_error",
+           "stored_map", "train_head"]
