@@ -191,3 +191,28 @@ def test_untrainable_labels_are_refused(nih_head, tmp_path: Path, capsys) -> Non
         assert main([*base, "--labels", *labels]) == 1
         assert message in capsys.readouterr().err
     assert not (tmp_path / "h").exists()
+
+
+def test_extract_with_head_adds_one_probability_column_per_label(nih_head, head_model, tmp_path: Path) -> None:
+    from radzoo.extract.sink import read_table
+
+    images = [str(p) for p in nih_head.images[:3]]
+    out = tmp_path / "features"
+    assert main(["extract", *images, "--head", str(nih_head.folder), "--runtime", "torch", "--workers", "0",
+                 "-q", "--out", str(out)]) == 0
+    table = read_table(out, "embeddings")
+    assert table.num_rows == 3
+    by_path = {r["path"]: r for r in table.to_pylist()}
+    expected = head_model.predict(images)
+    for i, path in enumerate(images):
+        row = by_path[str(Path(path).resolve())] if str(Path(path).resolve()) in by_path else by_path[path]
+        assert row["head_digest"] == head_model.head.digest
+        for j, label in enumerate(expected.labels):
+            assert row[f"probability:{label}"] == pytest.approx(expected.probabilities[i, j], abs=1e-6)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["runs"][-1]["options"]["head"]["digest"] == head_model.head.digest
+    other = radzoo.build("mococxr_resnet18", seed=6, runtime="torch")
+    from radzoo.extract import extract_features
+
+    with pytest.raises(InputError, match="does not belong"):
+        extract_features(other, images, tmp_path / "other", head=nih_head.folder, quiet=True, workers=0)
