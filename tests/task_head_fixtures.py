@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 HEAD_MODEL = "mococxr_resnet18"
-HEAD_SEED = 5
+HEAD_SEED = 0  # the seed a server with --random-weights builds, so served heads match
 HEAD_ROWS = 60  # 13 AP and 6 Effusion among the first 60 NIH rows, one image per patient
 HEAD_LABELS = ["view:AP=AP", "Effusion"]
 

@@ -41,7 +41,7 @@ def test_head_folder_is_data_with_identity_digest_and_card(nih_head) -> None:
     doc = head.document
     assert head.labels == ["AP", "Effusion"]
     base = doc["base"]
-    assert base["model"] == "mococxr_resnet18" and base["random_weights"] and base["seed"] == 5
+    assert base["model"] == "mococxr_resnet18" and base["random_weights"] and base["seed"] == 0
     assert base["output"] == "trunk" and base["dim"] == 512 and base["precision"] == "fp32"
     assert len(base["revision"]) == 12 and len(base["preprocess"]) >= 12
     assert len(doc["data"]["digest"]) == 64 and doc["data"]["n_rows"] == 60
@@ -111,7 +111,7 @@ def test_head_cv_auroc_agrees_with_radzoo_eval(nih_head) -> None:
     from radzoo.eval.tasks import linear_probe
 
     head = read_head(nih_head.folder)
-    model = radzoo.build("mococxr_resnet18", seed=5, runtime="torch")
+    model = radzoo.build("mococxr_resnet18", seed=0, runtime="torch")
     data = read_labels(nih_head.csv, ["view:AP=AP", "Effusion"])
     report = linear_probe(model, data, folds=3, n_boot=20, cache=nih_head.cache)
     for label in head.labels:
@@ -152,7 +152,7 @@ def test_head_refuses_another_base_model_revision_preprocessing_or_output(nih_he
     other = radzoo.build("mococxr_resnet18", seed=6, runtime="torch")  # same architecture, other weights
     with pytest.raises(InputError, match="revision"):
         attach_head(other, head)
-    same = radzoo.build("mococxr_resnet18", seed=5, runtime="torch")
+    same = radzoo.build("mococxr_resnet18", seed=0, runtime="torch")
     for field, value in (("model", "mococxr_resnet50"), ("preprocess", "0" * 16), ("output", "global")):
         doc = copy.deepcopy(head.document)
         doc["base"][field] = value
@@ -183,7 +183,7 @@ def test_head_files_that_fail_their_digest_are_refused(nih_head, tmp_path: Path)
 
 
 def test_untrainable_labels_are_refused(nih_head, tmp_path: Path, capsys) -> None:
-    base = ["head", "train", "--model", "mococxr_resnet18", "--random-weights", "--seed", "5", "--runtime", "torch",
+    base = ["head", "train", "--model", "mococxr_resnet18", "--random-weights", "--seed", "0", "--runtime", "torch",
             "--labels-csv", str(nih_head.csv), "--folds", "4", "--cache", str(nih_head.cache), "--out",
             str(tmp_path / "h")]
     for labels, message in ((["stored_size:512x512"], "one class only"), (["Edema"], "fewer than the 4 folds"),
