@@ -216,3 +216,29 @@ def test_extract_with_head_adds_one_probability_column_per_label(nih_head, head_
 
     with pytest.raises(InputError, match="does not belong"):
         extract_features(other, images, tmp_path / "other", head=nih_head.folder, quiet=True, workers=0)
+
+
+def test_recalibrate_refits_only_the_maps_and_operating_points(nih_head, tmp_path: Path, capsys) -> None:
+    from task_head_fixtures import write_nih_subset
+
+    # rows 60-119 of the NIH set stand in for a second site (10 AP, 10 Effusion)
+    site, _ = write_nih_subset(nih_head.images[0].parents[1], tmp_path / "site.csv", 60, start=60)
+    out = tmp_path / "recalibrated"
+    assert main(["head", "recalibrate", str(nih_head.folder), "--labels-csv", str(site), "--runtime", "torch",
+                 "--folds", "3", "--bootstrap", "20", "--workers", "0", "--cache", str(tmp_path / "cache"),
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "threshold before -> after" in printed
+    old, new = read_head(nih_head.folder), read_head(out)
+    for key, value in old.tensors.items():
+        np.testing.assert_array_equal(new.tensors[key], value)  # the fitted weights stay
+    (entry,) = new.document["history"]
+    assert entry["previous_digest"] == old.digest and entry["n_rows"] == 60
+    for label in old.labels:
+        moves = entry["moved"][label]
+        assert set(moves) == {"sens90", "sens95", "spec90", "youden"}
+        assert new.label_section(label)["operating_points"]["youden"]["threshold"] == moves["youden"]["threshold_after"]
+    assert new.document["data"] == old.document["data"]  # the training rows are still the training rows
+    assert "Recalibrated on" in (out / "README.md").read_text()
+    model = radzoo.load(out, runtime="torch")
+    assert model.predict([str(nih_head.images[0])]).head["digest"] == new.digest

@@ -55,7 +55,45 @@ def register(sub: Any) -> None:
     t.add_argument("--out", required=True, type=Path, help="the head folder to write")
     t.set_defaults(func=_train)
 
+    r = tasks.add_parser("recalibrate", help="refit a head's calibration maps and operating points on a new site's "
+                         "labelled rows (weights unchanged); reports how the operating points moved")
+    r.add_argument("head", type=Path, help="the head folder to recalibrate")
+    r.add_argument("--labels-csv", required=True, type=Path,
+                   help="the new site's CSV: 'path', the head's label columns (same definitions), optionally patient_id")
+    r.add_argument("--labels", nargs="+", metavar="LABEL", help="head labels to recalibrate (default: all)")
+    r.add_argument("--image-root", type=Path, help="folder relative image paths start from (default: the CSV's folder)")
+    r.add_argument("--group-column", default="patient_id", help="patient id column (default patient_id)")
+    r.add_argument("--path-column", default="path", help="image path column (default path)")
+    _embedding_options(r)
+    add_head_runtime_options(r, operating_point=False)
+    r.add_argument("--folds", type=int, default=5, help="patient-grouped folds for the new site's CV (default 5)")
+    r.add_argument("--calibration", choices=("auto", "sigmoid", "isotonic"), default="auto")
+    r.add_argument("--bootstrap", type=int, default=1000, help="patient bootstrap resamples for the 95%% CIs")
+    r.add_argument("--split-seed", type=int, default=0)
+    r.add_argument("--overwrite", action="store_true", help="replace an existing --out head folder")
+    r.add_argument("--out", required=True, type=Path, help="the recalibrated head folder to write")
+    r.set_defaults(func=_recalibrate)
+
     register_predict(sub)
+
+
+def _recalibrate(args: argparse.Namespace) -> int:
+    from radzoo.eval.head_fit import moved_table, recalibrate_head
+
+    if args.output is not None:
+        raise InputError("a head reads the output it was trained on; drop --output")
+    model = open_head_model(args.head, args)
+    result = recalibrate_head(args.head, args.labels_csv, args.out, labels=args.labels, model=model,
+                              calibration=args.calibration, folds=args.folds, n_boot=args.bootstrap,
+                              seed=args.split_seed, features=args.features, join=args.join,
+                              drop_missing=args.drop_missing, pseudonym_secret=_secret(args), cache=args.cache,
+                              batch_size=args.batch_size, workers=args.workers, quiet=False,
+                              image_root=args.image_root, group_column=args.group_column, path_column=args.path_column,
+                              overwrite=args.overwrite)
+    print(moved_table(result.document))
+    print(result.summary())
+    print(f"wrote recalibrated head {result.directory} (digest {result.document['digest'][:16]})", file=sys.stderr)
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -83,12 +121,14 @@ def _train(args: argparse.Namespace) -> int:
 # ---- radzoo predict ------------------------------------------------------------------------
 
 
-def add_head_runtime_options(p: argparse.ArgumentParser) -> None:
+def add_head_runtime_options(p: argparse.ArgumentParser, *, operating_point: bool = True) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--runtime", choices=RUNTIMES, default="auto", help="runtime of the base model (default auto)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="precision of the base model (another precision than the head's is allowed and recorded)")
     p.add_argument("--threads", type=int, default=None, help="inference threads")
+    if not operating_point:
+        return
     p.add_argument("--operating-point", choices=OPERATING_POINT_NAMES, default="youden",
                    help="which stored threshold makes the decisions (default youden)")
 

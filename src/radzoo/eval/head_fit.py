@@ -395,7 +395,8 @@ def _figure_names(labels: list[str]) -> dict[str, str]:
     return {lab: f"reliability/{_unique_slug(lab, used)}.png" for lab in labels}
 
 
-def _reliability_png(label: str, y: np.ndarray, raw: np.ndarray, cal: np.ndarray, method: str) -> bytes:
+def _reliability_png(label: str, y: np.ndarray, raw: np.ndarray, cal: np.ndarray, method: str,
+                     before: str = "before (logistic regression)") -> bytes:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -403,7 +404,7 @@ def _reliability_png(label: str, y: np.ndarray, raw: np.ndarray, cal: np.ndarray
     from sklearn.calibration import calibration_curve
 
     fig, ax = plt.subplots(figsize=(4.6, 4.6), dpi=110)
-    for p, text in ((raw, "before (logistic regression)"), (cal, f"after ({method})")):
+    for p, text in ((raw, before), (cal, f"after ({method})")):
         true, pred = calibration_curve(y, p, n_bins=ECE_BINS, strategy="uniform")
         ax.plot(pred, true, marker="o", lw=1.4, label=f"{text}, ECE {expected_calibration_error(y, p):.3f}")
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1, label="perfect calibration")
@@ -420,5 +421,182 @@ def _reliability_png(label: str, y: np.ndarray, raw: np.ndarray, cal: np.ndarray
     return buf.getvalue()
 
 
+# ------------------------------------------------------------------------- recalibration
+
+
+def _passthrough() -> Any:
+    """A fitted scikit-learn classifier whose decision function is its one input column: the
+    stored head's decision values, so ``CalibratedClassifierCV(FrozenEstimator(...))`` fits only
+    the map (sigmoid or isotonic) exactly as it does at training time."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class StoredDecision(ClassifierMixin, BaseEstimator):
+        def fit(self, x: Any, y: Any) -> Any:
+            return self
+
+        def decision_function(self, x: Any) -> np.ndarray:
+            return np.asarray(x, dtype=np.float64)[:, 0]
+
+        def predict(self, x: Any) -> np.ndarray:
+            return (self.decision_function(x) > 0).astype(np.int64)
+
+        def __sklearn_is_fitted__(self) -> bool:
+            return True
+
+    est = StoredDecision()
+    est.classes_ = np.array([0, 1])
+    return est
+
+
+def fit_map(z: np.ndarray, y: np.ndarray, method: str) -> dict[str, Any]:
+    """A calibration map (as data) fitted by scikit-learn on decision values ``z`` and labels ``y``."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    # a frozen estimator is not refitted: the 2 folds only route its (unchanged) decision values
+    model = CalibratedClassifierCV(FrozenEstimator(_passthrough()), method=method, cv=2)
+    model.fit(np.asarray(z, dtype=np.float64).reshape(-1, 1), np.asarray(y, dtype=np.int64))
+    return stored_map(model.calibrated_classifiers_[0].calibrators[0], method)
+
+
+def _site_specs(head: Any, labels: Sequence[str] | None) -> list[str]:
+    """Label specs of the head's labels as trained (column, positive value, name)."""
+    chosen = list(labels) if labels else head.labels
+    unknown = [lab for lab in chosen if lab not in head.labels]
+    if unknown:
+        raise InputError(f"head {head.name!r} has labels {head.labels}; no {unknown}")
+    out = []
+    for lab in chosen:
+        sec = head.label_section(lab)
+        out.append(f"{sec['column']}:{sec['positive']}={lab}" if sec.get("positive") else f"{sec['column']}={lab}")
+    return out
+
+
+def recalibrate_head(
+    head_dir: str | os.PathLike[str],
+    labels_csv: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    labels: Sequence[str] | None = None,
+    model: Any = None,
+    calibration: str = "auto",
+    folds: int = 5,
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+    features: str | os.PathLike[str] | None = None,
+    join: str = "path",
+    drop_missing: bool = False,
+    pseudonym_secret: bytes | str | None = None,
+    cache: str | os.PathLike[str] | None = None,
+    batch_size: int = 16,
+    workers: int | None = None,
+    quiet: bool = True,
+    image_root: str | os.PathLike[str] | None = None,
+    group_column: str | None = "patient_id",
+    path_column: str = "path",
+    overwrite: bool = False,
+) -> HeadResult:
+    """Refit only the calibration maps and operating points of a head on a new site's labelled
+    rows (the fitted weights stay); the new head records how each operating point moved and how
+    the old thresholds did on the new site. ``labels``: head labels to recalibrate (default all;
+    the CSV is read with the head's own column definitions). ``model``: the base model (default:
+    ``radzoo.load(head_dir)``)."""
+    from radzoo.eval.label_table import read_labels
+    from radzoo.eval.tasks import _cache_dir, _model_table
+    from radzoo.heads import attach_head, read_head
+    from radzoo.heads.head_apply import calibrate, decision_values
+
+    if calibration not in CALIBRATION_CHOICES:
+        raise InputError(f"calibration must be one of {CALIBRATION_CHOICES}, got {calibration!r}")
+    head = read_head(head_dir)
+    if model is None:
+        from radzoo.resolve import load
+
+        model = load(head_dir)
+    attach_head(model, head)
+    data = read_labels(labels_csv, _site_specs(head, labels), image_root=image_root, group_column=group_column,
+                       path_column=path_column, require_paths=features is None or join == "path")
+    check_trainable(data, folds)
+    notes: list[str] = []
+    table, _ = _model_table(model, data, features=features, join=join, drop_missing=drop_missing,
+                            pseudonym_secret=pseudonym_secret, output=head.base["output"],
+                            cache=_cache_dir(cache, None, notes), batch_size=batch_size, workers=workers, quiet=quiet)
+    used = data.subset(table.rows)
+    check_trainable(used, folds)
+    z_all = decision_values(head, table.x)
+    plan = plan_folds(used, folds, seed)
+    if plan.skipped:
+        raise InputError(f"some folds have one class only ({plan.skipped[0]['label']}); lower --folds or label more")
+    doc = copy_document(head.document)
+    moved: dict[str, Any] = {}
+    figures: dict[str, bytes] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for j, label in enumerate(used.labels):
+            k = head.labels.index(label)
+            z, y = z_all[:, k], used.y[:, j].astype(np.int64)
+            old = doc["heads"][label]
+            methods = CALIBRATIONS if calibration == "auto" else (calibration,)
+            oof = {m: np.full(len(used), np.nan) for m in methods}
+            for fold in plan.per_label[j]:
+                for m in methods:
+                    oof[m][fold.test] = calibrate(fit_map(z[fold.train], y[fold.train], m), z[fold.test])
+            from sklearn.metrics import brier_score_loss
+
+            brier = {m: float(brier_score_loss(y, oof[m])) for m in methods}
+            method = min(brier, key=lambda m: brier[m])
+            p_site = oof[method]
+            p_old = calibrate(old["calibration"], z)
+            cuts = choose_thresholds(y, p_site)
+            new_points = operating_point_estimates(y, p_site, used.groups, cuts, n_boot=n_boot, seed=seed)
+            old_cuts = {n: float(pt["threshold"]) for n, pt in old["operating_points"].items()}
+            old_on_site = operating_point_estimates(y, p_old, used.groups, old_cuts, n_boot=n_boot, seed=seed)
+            moved[label] = {n: {"threshold_before": old_cuts[n], "threshold_after": cuts[n],
+                                "training_site": {k2: old["operating_points"][n][k2] for k2 in ("sensitivity", "specificity")},
+                                "old_threshold_on_new_site": {k2: old_on_site[n][k2] for k2 in ("sensitivity", "specificity", "ppv", "npv")},
+                                "new_threshold_on_new_site": {k2: new_points[n][k2] for k2 in ("sensitivity", "specificity", "ppv", "npv")},
+                                "predicted_positive_old": int((p_old >= old_cuts[n]).sum()),
+                                "predicted_positive_new": int((p_site >= cuts[n]).sum()),
+                                "true_positive_count": int(y.sum())}
+                            for n in cuts}
+            old.update({
+                "calibration": fit_map(z, y, method),
+                "calibration_choice": {"method": method, "oof_brier": brier,
+                                       "rule": "lower out-of-fold Brier score" if calibration == "auto" else "given",
+                                       "fitted_on": "the new site's rows (weights unchanged)"},
+                "prevalence": float(y.mean()), "n_pos": int(y.sum()), "n_neg": int(y.size - y.sum()),
+                "reliability": {"before": _reliability(y, p_old), "after": _reliability(y, p_site)},
+                "operating_points": new_points,
+            })
+            figures[label] = _reliability_png(label, y, p_old, p_site, method, before="before (training-site map)")
+    doc["history"] = [*doc.get("history", []), {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "previous_digest": head.digest,
+        "labels_file": str(data.source), "n_rows": len(used), "digest": used.digest(table.sha256),
+        "labels": list(used.labels), "folds": folds, "seed": seed, "moved": moved}]
+    doc["name"] = Path(out).name
+    doc["notes"] = [*doc.get("notes", []), *notes, "recalibrated: reliability and operating points below are the "
+                    "new site's (cross-validated over its rows); the CV metrics table is the training site's"]
+    for key in ("digest", "weights", "files", "format", "radzoo_version"):
+        doc.pop(key, None)
+    tensors = dict(head.tensors)
+    old_figures = {lab: (Path(head_dir) / p).read_bytes() for lab, p in head.document.get("files", {}).get("reliability", {}).items()
+                   if lab not in figures and (Path(head_dir) / p).is_file()}
+    return _write(Path(out), doc, tensors, {**old_figures, **figures}, overwrite=overwrite)
+
+
+def copy_document(document: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return json.loads(json.dumps(document))
+
+
+def moved_table(document: dict[str, Any]) -> str:
+    """Markdown of the last recalibration's moves (empty for a head never recalibrated)."""
+    from radzoo.heads.head_card import moved_markdown
+
+    history = document.get("history") or []
+    return moved_markdown(history[-1]) if history else ""
+
+
 __all__ = ["Estimate", "HeadResult", "base_identity", "choose_thresholds", "expected_calibration_error",
-           "stored_map", "train_head"]
+           "fit_map", "moved_table", "recalibrate_head", "stored_map", "train_head"]

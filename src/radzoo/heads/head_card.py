@@ -24,6 +24,20 @@ def operating_point_table(document: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def moved_markdown(entry: dict[str, Any]) -> str:
+    """How one recalibration moved each operating point, and what the old threshold did on the new site."""
+    lines = ["| label | point | threshold before -> after | old threshold on new site: sens / spec | "
+             "new threshold: sens / spec | predicted positive old / new / true |", "|---|---|---|---|---|---|"]
+    for label, points in entry.get("moved", {}).items():
+        for name, m in points.items():
+            o, n = m["old_threshold_on_new_site"], m["new_threshold_on_new_site"]
+            lines.append(f"| {label} | {name} | {m['threshold_before']:.4f} -> {m['threshold_after']:.4f} | "
+                         f"{_est(o['sensitivity'])} / {_est(o['specificity'])} | {_est(n['sensitivity'])} / "
+                         f"{_est(n['specificity'])} | {m['predicted_positive_old']} / {m['predicted_positive_new']} / "
+                         f"{m['true_positive_count']} |")
+    return "\n".join(lines) + "\n"
+
+
 def render_head_card(document: dict[str, Any]) -> str:
     base, data = document["base"], document["data"]
     rnd = " (RANDOM weights: a smoke test, not a result)" if base.get("random_weights") else ""
@@ -58,7 +72,9 @@ def render_head_card(document: dict[str, Any]) -> str:
         out += ["## Reliability (out of fold, before and after calibration)", ""]
         out += [f"![{label}]({path})" for label, path in figures.items()] + [""]
     for entry in document.get("history", []):
-        out += [f"Recalibrated on `{entry.get('labels_file')}` ({entry.get('n_rows')} rows, {entry.get('created')}).", ""]
+        out += [f"## Recalibrated on `{entry.get('labels_file')}` ({entry.get('n_rows')} rows, {entry.get('created')}; "
+                f"weights unchanged, previous head `{str(entry.get('previous_digest'))[:16]}`)", "",
+                moved_markdown(entry)]
     out += ["## What it was and was not validated on", "",
             f"- Validated: {document.get('protocol', {}).get('folds', {}).get('n_splits')}-fold patient-grouped "
             f"cross-validation on the {data['n_rows']} training images above only, one site, this base model "
