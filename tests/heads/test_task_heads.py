@@ -242,3 +242,22 @@ def test_recalibrate_refits_only_the_maps_and_operating_points(nih_head, tmp_pat
     assert "Recalibrated on" in (out / "README.md").read_text()
     model = radzoo.load(out, runtime="torch")
     assert model.predict([str(nih_head.images[0])]).head["digest"] == new.digest
+
+
+def test_onnx_export_has_parity_with_the_python_head(nih_head, embeddings, tmp_path: Path) -> None:
+    from radzoo.heads.head_onnx import head_parity, run_head_onnx
+
+    out = tmp_path / "head.onnx"
+    assert main(["head", "export", str(nih_head.folder), "--out", str(out)]) == 0
+    head = read_head(nih_head.folder)
+    assert head_parity(head, out, embeddings) < 1e-9  # real NIH embeddings, both calibration kinds
+    p, _ = run_head_onnx(out, embeddings[:4])
+    np.testing.assert_allclose(p, probabilities(head, embeddings[:4]), atol=1e-9)
+
+
+def test_head_runs_after_the_onnx_runtime_too(nih_head, head_model) -> None:
+    images = [str(p) for p in nih_head.images[:4]]
+    onnx_model = radzoo.load(nih_head.folder, runtime="onnx")
+    got = onnx_model.predict(images)
+    assert got.runtime == "onnx" and onnx_model.head.digest == head_model.head.digest
+    np.testing.assert_allclose(got.probabilities, head_model.predict(images).probabilities, atol=1e-3)

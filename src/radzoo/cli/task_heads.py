@@ -74,7 +74,25 @@ def register(sub: Any) -> None:
     r.add_argument("--out", required=True, type=Path, help="the recalibrated head folder to write")
     r.set_defaults(func=_recalibrate)
 
+    e = tasks.add_parser("export", help="export a head as its own ONNX graph (parity-checked against the Python head)")
+    e.add_argument("head", type=Path, help="the head folder")
+    e.add_argument("--out", type=Path, help="the .onnx file (default HEAD/head.onnx)")
+    e.add_argument("--opset", type=int, default=17)
+    e.set_defaults(func=_export)
+
     register_predict(sub)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from radzoo.heads import read_head
+    from radzoo.heads.head_onnx import INPUT, OUTPUTS, export_head_onnx
+
+    head = read_head(args.head)
+    path, diff = export_head_onnx(head, args.out or args.head / "head.onnx", opset=args.opset)
+    print(f"wrote {path}: input {INPUT!r} (N, {head.base['dim']}) float32 embeddings of {head.base['model']} output "
+          f"{head.base['output']!r}; outputs {list(OUTPUTS)} (N, {len(head.labels)}) for {head.labels}; "
+          f"max |ONNX - Python head| = {diff:.2e}")
+    return 0
 
 
 def _recalibrate(args: argparse.Namespace) -> int:
