@@ -261,3 +261,22 @@ def test_head_runs_after_the_onnx_runtime_too(nih_head, head_model) -> None:
     got = onnx_model.predict(images)
     assert got.runtime == "onnx" and onnx_model.head.digest == head_model.head.digest
     np.testing.assert_allclose(got.probabilities, head_model.predict(images).probabilities, atol=1e-3)
+
+
+def test_mlp_is_kept_only_when_cv_shows_it_better(nih_head, embeddings, tmp_path: Path) -> None:
+    from radzoo.eval.head_fit import train_head
+    from radzoo.eval.label_table import read_labels
+    from radzoo.heads.head_onnx import export_head_onnx
+
+    model = radzoo.build("mococxr_resnet18", seed=0, runtime="torch")
+    data = read_labels(nih_head.csv, ["view:AP=AP", "Effusion"])
+    result = train_head(model, data, tmp_path / "mlp", folds=3, n_boot=10, cache=nih_head.cache, kind="mlp")
+    head = read_head(result.directory)
+    for label in head.labels:
+        section = head.label_section(label)
+        choice = section["kind_choice"]
+        better = choice["mlp_oof_auroc"]["value"] > choice["linear_oof_auroc"]["value"]
+        assert section["kind"] == ("mlp" if better else "linear") == choice["kept"]
+    _, diff = export_head_onnx(head, tmp_path / "mlp.onnx", embeddings=embeddings)
+    assert diff < 1e-9
+    assert probabilities(head, embeddings).shape == (60, 2)

@@ -45,6 +45,9 @@ def register(sub: Any) -> None:
     t.add_argument("--c-grid", default="0.001,0.01,0.1,1,10", help="comma-separated C values (default %(default)s)")
     t.add_argument("--calibration", choices=("auto", "sigmoid", "isotonic"), default="auto",
                    help="auto (default): the method with the lower out-of-fold Brier score")
+    t.add_argument("--kind", choices=("linear", "mlp"), default="linear",
+                   help="linear (default): logistic regression; mlp: a small torch MLP, kept per label only when "
+                        "its out-of-fold AUROC beats the linear head's on the same folds")
     t.add_argument("--baseline", action="append", default=[], choices=("raw-pixels", "random-init"),
                    help="floors shown next to the head's CV metrics in its card (repeatable)")
     t.add_argument("--bootstrap", type=int, default=1000, help="patient bootstrap resamples for the 95%% CIs")
@@ -128,7 +131,7 @@ def _train(args: argparse.Namespace) -> int:
                         join=args.join, drop_missing=args.drop_missing, pseudonym_secret=_secret(args),
                         output=args.output, folds=args.folds, baselines=args.baseline, n_boot=args.bootstrap,
                         seed=args.split_seed, cache=args.cache, batch_size=args.batch_size, workers=args.workers,
-                        quiet=False, name=args.name, overwrite=args.overwrite)
+                        quiet=False, name=args.name, overwrite=args.overwrite, kind=args.kind)
     print(result.document["cv"]["markdown"])
     print(result.summary())
     print(f"wrote head {result.directory} (digest {result.document['digest'][:16]}); card {result.directory / 'README.md'}",

@@ -35,6 +35,7 @@ import numpy as np
 
 from radzoo.errors import InputError
 from radzoo.eval.folding import FoldPlan, inner_splits, plan_folds
+from radzoo.eval.head_mlp import DEFAULT_HIDDEN
 from radzoo.eval.label_table import LabelledData
 from radzoo.eval.measures import CI_LEVEL, DEFAULT_BOOTSTRAP, FIT_BLAS_THREADS, Estimate, bootstrap
 from radzoo.eval.probes import FALLBACK, ProbeSettings, run_probe
@@ -154,18 +155,22 @@ def _reliability(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ fitting
 
 
-def _pipeline(c: float, settings: ProbeSettings) -> Any:
+def _pipeline(c: float, settings: ProbeSettings, kind: str = "linear", seed: int = 0) -> Any:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    if kind == "mlp":
+        from radzoo.eval.head_mlp import TorchMLPClassifier
+
+        return make_pipeline(StandardScaler(), TorchMLPClassifier(seed=seed))
     return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=settings.max_iter, tol=settings.tol))
 
 
-def _calibrated(c: float, method: str, cv: Any, settings: ProbeSettings) -> Any:
+def _calibrated(c: float, method: str, cv: Any, settings: ProbeSettings, kind: str = "linear", seed: int = 0) -> Any:
     from sklearn.calibration import CalibratedClassifierCV
 
-    return CalibratedClassifierCV(_pipeline(c, settings), method=method, cv=cv, ensemble=False)
+    return CalibratedClassifierCV(_pipeline(c, settings, kind, seed), method=method, cv=cv, ensemble=False)
 
 
 def _splits_or_fallback(y: np.ndarray, groups: np.ndarray, n: int, seed: int) -> tuple[Any, bool]:
@@ -192,7 +197,7 @@ def _final_c(x: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: ProbeSe
 
 
 def _label_fit(x: np.ndarray, data: LabelledData, j: int, plan: FoldPlan, raw_oof: np.ndarray, chosen: list[float],
-               settings: ProbeSettings, calibration: str, seed: int) -> dict[str, Any]:
+               settings: ProbeSettings, calibration: str, seed: int, kind: str = "linear") -> dict[str, Any]:
     """Out-of-fold calibrated probabilities per method, the chosen method, and the final fit."""
     from sklearn.metrics import brier_score_loss
 
@@ -206,16 +211,43 @@ def _label_fit(x: np.ndarray, data: LabelledData, j: int, plan: FoldPlan, raw_oo
                                                 seed + fold.index)
         fallbacks += int(fell_back)
         for m in methods:
-            model = _calibrated(c, m, splits, settings).fit(x[fold.train], y[fold.train])
+            model = _calibrated(c, m, splits, settings, kind, seed).fit(x[fold.train], y[fold.train])
             oof[m][fold.test] = model.predict_proba(x[fold.test])[:, 1]
     rows = np.flatnonzero(np.isfinite(raw_oof))
     brier = {m: float(brier_score_loss(y[rows], oof[m][rows])) for m in methods}
     method = min(brier, key=lambda m: brier[m])
-    c_final = _final_c(x, y, data.groups, settings, seed)
+    c_final = _final_c(x, y, data.groups, settings, seed) if kind == "linear" else float("nan")
     outer = [(f.train, f.test) for f in folds]
-    final = _calibrated(c_final, method, outer, settings).fit(x, y)
+    final = _calibrated(c_final, method, outer, settings, kind, seed).fit(x, y)
     return {"rows": rows, "oof_calibrated": oof[method], "brier": brier, "method": method, "C": c_final,
             "final": final, "inner_fallbacks": fallbacks}
+
+
+def _mlp_versus_linear(x: np.ndarray, data: LabelledData, j: int, plan: FoldPlan, linear_oof: np.ndarray,
+                       settings: ProbeSettings, n_boot: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """The MLP's out-of-fold scores on the probe's folds, and which kind CV keeps (paired bootstrap)."""
+    from radzoo.eval.measures import binary_scores
+
+    y = data.y[:, j].astype(np.int64)
+    oof = np.full(len(data), np.nan)
+    for fold in plan.per_label[j]:
+        model = _pipeline(1.0, settings, "mlp", seed + fold.index).fit(x[fold.train], y[fold.train])
+        z = model.decision_function(x[fold.test])
+        oof[fold.test] = 0.5 * (1.0 + np.tanh(0.5 * z))
+    rows = np.flatnonzero(np.isfinite(oof) & np.isfinite(linear_oof))
+
+    def statistic(w: np.ndarray | None) -> dict[str, float]:
+        ww = None if w is None else w[rows]
+        mlp = binary_scores(y[rows], oof[rows], weight=ww)["auroc"]
+        lin = binary_scores(y[rows], linear_oof[rows], weight=ww)["auroc"]
+        return {"mlp": mlp, "linear": lin, "mlp_minus_linear": mlp - lin}
+
+    est = bootstrap(statistic, data.groups, n_boot=n_boot, seed=seed)
+    kept = "mlp" if est["mlp_minus_linear"].value > 0 else "linear"
+    return oof, {"linear_oof_auroc": est["linear"].to_dict(), "mlp_oof_auroc": est["mlp"].to_dict(),
+                 "mlp_minus_linear": est["mlp_minus_linear"].to_dict(), "kept": kept,
+                 "rule": "the MLP is kept when its out-of-fold AUROC is higher than the linear head's "
+                         "(same folds; paired patient bootstrap CI of the difference shown)"}
 
 
 def stored_map(calibrator: Any, method: str) -> dict[str, Any]:
@@ -229,6 +261,11 @@ def stored_map(calibrator: Any, method: str) -> dict[str, Any]:
 def _final_tensors(final: Any, j: int) -> dict[str, np.ndarray]:
     pair = final.calibrated_classifiers_[0]
     scaler, lr = pair.estimator[0], pair.estimator[-1]
+    if hasattr(lr, "layers_"):  # the MLP
+        out = {f"head{j}.mean": scaler.mean_, f"head{j}.scale": scaler.scale_}
+        for i, (w, b) in enumerate(lr.layers_):
+            out[f"head{j}.mlp.{i}.weight"], out[f"head{j}.mlp.{i}.bias"] = w, b
+        return out
     return {f"head{j}.mean": scaler.mean_, f"head{j}.scale": scaler.scale_, f"head{j}.coef": lr.coef_[0],
             f"head{j}.intercept": np.asarray(lr.intercept_, dtype=np.float64).reshape(1)}
 
@@ -270,6 +307,7 @@ def train_head(
     quiet: bool = True,
     name: str | None = None,
     overwrite: bool = False,
+    kind: str = "linear",
 ) -> HeadResult:
     """Train, calibrate and write a head for every label of ``data`` on ``model``'s embeddings.
 
@@ -277,6 +315,8 @@ def train_head(
     seed too, so ``radzoo.load(out)`` reopens exactly it). ``features``: a finished ``radzoo
     extract`` folder to reuse. ``baselines``: floors for the card (``raw-pixels``,
     ``random-init``), via ``radzoo.eval.linear_probe``. ``calibration``: auto, sigmoid, isotonic.
+    ``kind="mlp"``: a small MLP (``head_mlp``) is cross-validated on the same folds too and kept for
+    a label only when its out-of-fold AUROC beats the linear head's; otherwise the label stays linear.
     """
     from radzoo.eval.tasks import _cache_dir, _model_table, probe
 
@@ -284,6 +324,8 @@ def train_head(
         raise InputError("train_head needs a loaded model (radzoo.load / radzoo.build): its identity is recorded")
     if calibration not in CALIBRATION_CHOICES:
         raise InputError(f"calibration must be one of {CALIBRATION_CHOICES}, got {calibration!r}")
+    if kind not in ("linear", "mlp"):
+        raise InputError(f"head kind must be linear or mlp, got {kind!r}")
     settings = settings or ProbeSettings(kind="linear")
     if settings.kind != "linear" or list(settings.fractions) != [1.0]:
         raise InputError("a head is a linear probe fitted on all its labelled rows (kind linear, fraction 1.0)")
@@ -324,7 +366,12 @@ def train_head(
         warnings.simplefilter("ignore")
         for j, label in enumerate(used.labels):
             raw = run.scores[(1.0, 0)][:, j]
-            fit = _label_fit(x, used, j, plan, raw, run.chosen[(1.0, 0, label)], settings, calibration, seed)
+            kind_j, choice = "linear", None
+            if kind == "mlp":
+                mlp_raw, choice = _mlp_versus_linear(x, used, j, plan, raw, settings, n_boot, seed)
+                if choice["kept"] == "mlp":
+                    kind_j, raw = "mlp", mlp_raw
+            fit = _label_fit(x, used, j, plan, raw, run.chosen[(1.0, 0, label)], settings, calibration, seed, kind_j)
             rows, y = fit["rows"], used.y[:, j].astype(np.int64)
             p_cal = fit["oof_calibrated"]
             cuts = choose_thresholds(y[rows], p_cal[rows])
@@ -332,7 +379,8 @@ def train_head(
             tensors.update(_final_tensors(fit["final"], j))
             before, after = _reliability(y[rows], raw[rows]), _reliability(y[rows], p_cal[rows])
             heads[label] = {
-                "kind": "linear", "C": fit["C"], "column": used.specs[j].column, "positive": used.specs[j].positive,
+                "kind": kind_j, **({"hidden": [DEFAULT_HIDDEN]} if kind_j == "mlp" else {}),
+                **({"kind_choice": choice} if choice else {}), "C": fit["C"], "column": used.specs[j].column, "positive": used.specs[j].positive,
                 "calibration": stored_map(pair.calibrators[0], fit["method"]),
                 "calibration_choice": {"method": fit["method"], "oof_brier": fit["brier"],
                                        "rule": "lower out-of-fold Brier score" if calibration == "auto" else "given"},
@@ -348,7 +396,7 @@ def train_head(
             figures[label] = _reliability_png(label, y[rows], raw[rows], p_cal[rows], fit["method"])
     document = {
         "name": name or out.name,
-        "kind": "linear",
+        "kind": "mlp" if any(h["kind"] == "mlp" for h in heads.values()) else "linear",
         "labels": list(used.labels),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "base": base,
