@@ -20,7 +20,7 @@ DEFAULT_HIDDEN = 64
 class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     """``hidden`` ReLU units, ``epochs`` full-batch Adam steps (lr, weight decay), seeded."""
 
-    def __init__(self, hidden: int = DEFAULT_HIDDEN, epochs: int = 300, lr: float = 1e-3,
+    def __init__(self, hidden: int = DEFAULT_HIDDEN, epochs: int = 200, lr: float = 1e-3,
                  weight_decay: float = 1e-2, seed: int = 0) -> None:
         self.hidden = hidden
         self.epochs = epochs
@@ -30,11 +30,22 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, x: Any, y: Any) -> TorchMLPClassifier:
         import torch
-        from torch import nn
 
         x_t = torch.as_tensor(np.asarray(x, dtype=np.float32))
         y_t = torch.as_tensor(np.asarray(y, dtype=np.float32)).reshape(-1, 1)
         self.classes_ = np.array([0, 1])
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # a 64-unit MLP on a few hundred rows: more threads only wait on each other
+        try:
+            self._train(x_t, y_t)
+        finally:
+            torch.set_num_threads(threads)
+        return self
+
+    def _train(self, x_t: Any, y_t: Any) -> None:
+        import torch
+        from torch import nn
+
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             net = nn.Sequential(nn.Linear(x_t.shape[1], self.hidden), nn.ReLU(), nn.Linear(self.hidden, 1))
@@ -48,7 +59,6 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
                 opt.step()
         self.layers_ = [(m.weight.detach().double().numpy().copy(), m.bias.detach().double().numpy().copy())
                         for m in net if isinstance(m, nn.Linear)]
-        return self
 
     def decision_function(self, x: Any) -> np.ndarray:
         h = np.asarray(x, dtype=np.float64)
