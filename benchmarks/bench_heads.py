@@ -188,6 +188,7 @@ def _figure(curve: dict, path: Path, model) -> None:
         ax.errorbar(n, auc, yerr=[auc - lo, hi - auc], marker="o", capsize=3, label=label)
     ax.axhline(0.5, ls=":", color="grey", lw=1, label="chance")
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks([p["patients"] for p in next(iter(curve.values()))])
     ax.set_xticklabels([str(p["patients"]) for p in next(iter(curve.values()))])
     ax.set_xlabel("labelled training patients")
