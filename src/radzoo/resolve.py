@@ -142,6 +142,12 @@ def spec_of(name_or_path: str | os.PathLike[str]) -> tuple[ModelSpec, str]:
     """
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
+    if path.is_dir() and _is_head(path):  # a task head: its base model's spec
+        from radzoo.heads import read_head
+
+        base = read_head(path).base
+        source = base.get("source")
+        return spec_of(source if source and Path(source).is_dir() else base["model"])
     if path.is_dir():
         return _config_spec(path), "path"
     if isinstance(name_or_path, os.PathLike) or _looks_like_path(text):

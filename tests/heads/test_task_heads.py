@@ -73,6 +73,7 @@ def test_load_head_rebuilds_the_seeded_base_and_predicts(head_model, embeddings,
     assert pred.thresholds == cuts
     assert (pred.decisions == (pred.probabilities >= np.asarray([cuts[lab] for lab in head.labels]))).all()
     assert pred.meta()["head"]["digest"] == head.digest and pred.precision == "fp32"
+    assert radzoo.spec_of(nih_head.folder)[0].name == "mococxr_resnet18"  # a head folder names its base
     with pytest.raises(InputError, match="unknown operating point"):
         head_model.predict([str(nih_head.images[0])], "sens99")
 
