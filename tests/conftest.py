@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["hub_server"]
+pytest_plugins = ["hub_server", "task_head_fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("radzoo.errors", "radzoo.extras"),
     ("radzoo.nets", "radzoo.io"),
     ("radzoo.zoo",),
-    ("radzoo.onnx", "radzoo.converters", "radzoo.zeroshot", "radzoo.graphs"),
+    ("radzoo.onnx", "radzoo.converters", "radzoo.zeroshot", "radzoo.graphs", "radzoo.heads"),
     ("radzoo.resolve", "radzoo.runtimes", "radzoo.artifacts"),
     ("radzoo.ct", "radzoo.training", "radzoo.extract", "radzoo.eval", "radzoo.pacs", "radzoo.dicom_out",
      "radzoo.bench", "radzoo.serving"),

@@ -51,7 +51,27 @@ JOINT_OUTPUT = "global"
 
 class Model(ZooModel):
     """What ``radzoo.load`` and ``radzoo.build`` return: a ``ZooModel`` (``embed``, ``spec``,
-    ``capabilities``, ``runtime`` ...) plus the image-text methods, which live above the zoo."""
+    ``capabilities``, ``runtime`` ...) plus the image-text methods, which live above the zoo,
+    and ``predict`` through an attached task head (``radzoo.load(HEAD_FOLDER)``)."""
+
+    #: the attached task head (``radzoo.heads.TaskHead``), when loaded from a head folder
+    head: Any = None
+
+    def predict(self, images: Any, operating_point: str | None = None, *, batch_size: int = 16,
+                head: Any = None) -> Any:
+        """Calibrated per-label probabilities and decisions at a named operating point
+        (``sens90``, ``sens95``, ``spec90``, ``youden``; default youden) of the attached head
+        (or ``head``, a ``TaskHead`` or head folder, checked against this model first).
+        Returns a ``radzoo.heads.HeadPrediction``."""
+        from radzoo.heads import check_base, read_head
+        from radzoo.heads.head_apply import predict_embeddings
+
+        task_head = self.head if head is None else (head if hasattr(head, "tensors") else read_head(head))
+        if task_head is None:
+            raise InputError(f"{self.name} has no task head: open one with radzoo.load(HEAD_FOLDER) or pass head=")
+        precision = check_base(task_head, self)
+        x = self.embed(images, output=task_head.base["output"], batch_size=batch_size)
+        return predict_embeddings(task_head, x, operating_point, precision=precision, runtime=self.runtime.name)
 
     def zero_shot(self, images: Any, labels: Sequence[str] | None = None, prompts: Any = None, **kwargs: Any) -> Any:
         """Per-image, per-label probabilities from prompts (``radzoo.zeroshot.zero_shot``)."""
@@ -122,6 +142,12 @@ def spec_of(name_or_path: str | os.PathLike[str]) -> tuple[ModelSpec, str]:
     """
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
+    if path.is_dir() and _is_head(path):  # a task head: its base model's spec
+        from radzoo.heads import read_head
+
+        base = read_head(path).base
+        source = base.get("source")
+        return spec_of(source if source and Path(source).is_dir() else base["model"])
     if path.is_dir():
         return _config_spec(path), "path"
     if isinstance(name_or_path, os.PathLike) or _looks_like_path(text):
@@ -165,6 +191,10 @@ def load(
     """
     check_runtime_request(runtime, threads, runtime_options, precision)
     check_device_request(device, runtime, precision)
+    if not isinstance(name_or_path, ModelSpec) and _is_head(name_or_path):
+        return _load_head(Path(os.fspath(name_or_path)).expanduser(), revision=revision, device=device,
+                          runtime=runtime, threads=threads, runtime_options=runtime_options, precision=precision,
+                          random_weights=random_weights)
     if random_weights:
         model = _build(name_or_path, seed=seed, device=device, tokenizer=tokenizer, revision=revision)
         into_artifact = False
@@ -289,6 +319,33 @@ def _open_weights(name_or_path: str | os.PathLike[str], revision: str | None, de
     raise ModelNotFoundError(
         f"no weights found for {text!r}: " + "; ".join(reasons) + ". To obtain them: " + "; or ".join(how)
     )
+
+
+def _is_head(name_or_path: str | os.PathLike[str]) -> bool:
+    from radzoo.heads import is_head_dir
+
+    return is_head_dir(Path(os.fspath(name_or_path)).expanduser())
+
+
+def _load_head(directory: Path, *, revision: str | None, random_weights: bool, **opts: Any) -> Model:
+    """A head folder: its base model opened as recorded (an artifact folder, a zoo name, or the
+    exact seeded random build it was trained on), checked against the head, head attached."""
+    from radzoo.heads import attach_head, read_head
+
+    head = read_head(directory)
+    if random_weights or revision is not None:
+        raise InputError(f"{directory} is a task head: its base model is recorded in it; drop random_weights/revision")
+    base = head.base
+    if base.get("random_weights"):
+        if base.get("seed") is None:
+            raise InputError(f"{directory}: the head was trained on random weights without a recorded seed")
+        model = load(base["model"], random_weights=True, seed=int(base["seed"]), **opts)
+    else:
+        source = base.get("source") or base["model"]
+        if base.get("source") and not Path(source).is_dir():
+            source = base["model"]  # the artifact folder moved: find the model by name (identity still checked)
+        model = load(source, **opts)
+    return attach_head(model, head)
 
 
 def _load_dir(directory: Path, device: Any) -> Model:

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "radzoo.cli.export_verify",
     "radzoo.cli.zeroshot",
     "radzoo.cli.eval",
+    "radzoo.cli.task_heads",
     "radzoo.cli.ct",
     "radzoo.cli.extract",
     "radzoo.cli.train",

@@ -27,7 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="files, folders, globs or @list.txt (one path per line); or one DICOMweb URL")
     p.add_argument("--out", required=True, help="output folder (created; reused to resume)")
-    add_model_options(p, threads=True)
+    add_model_options(p, threads=True, model_optional=True)
+    p.add_argument("--head", default=None, metavar="HEAD",
+                   help="a task head folder (radzoo head train): adds one calibrated probability column per label "
+                        "and the head's digest; without --model its recorded base model is opened")
     p.add_argument("--output", default=None,
                    help="model output head (default: the model's default; CT: subject, or node/patch stored "
                         "flattened as 581*128 floats)")
@@ -55,6 +58,10 @@ def _run(args: argparse.Namespace) -> int:
     from radzoo.extract.pseudonym import read_secret
     from radzoo.pacs import is_dicomweb_url
 
+    if args.model is None and args.head is None:
+        from radzoo.errors import InputError
+
+        raise InputError("say which model: --model NAME_OR_FOLDER, or --head HEAD (opens the head's base model)")
     inputs = args.inputs
     if any(is_dicomweb_url(i) for i in inputs):
         if len(inputs) > 1:
@@ -65,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         check_no_pacs_filters(args)
     result = extract_features(
-        args.model,
+        args.model if args.model is not None else args.head,
         inputs,
         args.out,
         output=args.output,
@@ -86,6 +93,7 @@ def _run(args: argparse.Namespace) -> int:
         files_from=args.files_from,
         quiet=args.quiet,
         segmenter=args.segmenter,
+        head=args.head,
     )
     c = result.counts
     print(

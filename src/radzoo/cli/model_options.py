@@ -15,9 +15,12 @@ def add_model_options(
     default_model: str | None = None,
     runtime: bool = True,
     threads: bool = False,
+    model_optional: bool = False,
 ) -> None:
-    """``--model``, ``--random-weights``, ``--seed``, ``--device`` (+ ``--runtime``, ``--precision``, ``--threads``)."""
-    parser.add_argument("--model", required=default_model is None, default=default_model,
+    """``--model``, ``--random-weights``, ``--seed``, ``--device`` (+ ``--runtime``, ``--precision``, ``--threads``).
+
+    ``model_optional``: the command can find its model elsewhere (``radzoo extract --head``)."""
+    parser.add_argument("--model", required=default_model is None and not model_optional, default=default_model,
                         help="registry name, local zoo name or artifact directory"
                         + (f" (default {default_model})" if default_model else ""))
     add_weights_options(parser)

@@ -45,6 +45,8 @@ def register(sub: Any) -> None:
     p.add_argument("--url-allow-hosts",
                    help="comma-separated hosts (host, host:port, *.domain) whose http(s) image URLs the server may "
                         "fetch (default: none, URLs are refused)")
+    p.add_argument("--heads", help="comma-separated task head folders (radzoo head train) answering POST /classify; "
+                                   "their base models must be served")
     p.add_argument("--min-image-side", type=int, help="smaller images are refused per item (default 16 px)")
     p.add_argument("--config", type=Path, help="JSON or TOML file of settings (RADZOO_SERVE_CONFIG)")
     p.set_defaults(func=_serve)
@@ -52,7 +54,7 @@ def register(sub: Any) -> None:
 
 _FLAG_SETTINGS = (
     "models", "default_model", "runtime", "precision", "device", "host", "max_loaded_models", "max_batch_size",
-    "max_items", "max_body_mb", "max_in_flight", "url_allow_hosts", "min_image_side",
+    "max_items", "max_body_mb", "max_in_flight", "url_allow_hosts", "min_image_side", "heads",
 )
 
 
@@ -88,6 +90,11 @@ def _serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise InputError(f"--port must be 1..65535, got {args.port}")
     check_models(settings.models)
+    if settings.heads:  # read strictly now: a bad head stops the start with its reason
+        from radzoo.serving.served_heads import ServedHeads
+
+        ServedHeads(settings.heads)
+        settings = settings.with_(heads=tuple(str(Path(h).expanduser().resolve()) for h in settings.heads))
     host = settings.bind_host
     if not settings.api_key and not _is_loopback(host):
         print(f"warning: serving on {host} without an API key (set RADZOO_API_KEY)", file=sys.stderr)

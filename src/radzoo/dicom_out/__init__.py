@@ -3,6 +3,7 @@
 Public API::
 
     zero_shot_sr(result, source, model, index=0) -> highdicom.sr.Comprehensive3DSR   # TID 1500
+    head_sr(prediction, source, model, index=0)   # a task head's calibrated probabilities, TID 1500
     grounding_pmap(result, source, model) -> highdicom.pm.ParametricMap              # float32 + RWVM
     measurement_report_sr(labels, probabilities, source, provenance)                 # lower level
     parametric_map(heatmap, source, provenance, text=..., method=...)
@@ -23,6 +24,7 @@ from radzoo.dicom_out.dicom_files import DicomOutputError, SeriesPlan, to_bytes,
 from radzoo.dicom_out.finding_codes import finding_code
 from radzoo.dicom_out.measurement_report import (
     SR_SERIES_NUMBER,
+    head_sr,
     measurement_report_sr,
     zero_shot_sr,
 )
@@ -38,6 +40,7 @@ __all__ = [
     "SeriesPlan",
     "finding_code",
     "grounding_pmap",
+    "head_sr",
     "measurement_report_sr",
     "minimal_source",
     "parametric_map",

@@ -37,6 +37,7 @@ def measurement_report_sr(
     series_instance_uid: str | None = None,
     instance_number: int = 1,
     label: str | None = None,
+    description: str | None = None,
 ) -> Any:
     """A ``highdicom.sr.Comprehensive3DSR`` with one finding (and its probability) per label.
 
@@ -92,7 +93,7 @@ def measurement_report_sr(
             is_complete=True,
             is_final=False,
             is_verified=False,
-            series_description=f"radzoo zero-shot {provenance.model}"[:64],
+            series_description=(description or f"radzoo zero-shot {provenance.model}")[:64],
             coding_schemes=coding_scheme_items(),
         )
 
@@ -107,3 +108,30 @@ def zero_shot_sr(result: Any, source: Any, model: Any, *, index: int = 0, series
     prov = provenance_of(model, prompt_set=result.prompt_set, details=(f"rule={result.rule}", f"mode={result.mode}"))
     return measurement_report_sr(list(result.labels), result.probabilities[index], source, prov,
                                  series_instance_uid=series_instance_uid, instance_number=instance_number, label=label)
+
+
+def head_sr(prediction: Any, source: Any, model: Any, *, index: int = 0, series_instance_uid: str | None = None,
+            instance_number: int = 1, label: str | None = None) -> Any:
+    """The SR of image ``index`` of a task head's ``HeadPrediction`` (``model.predict``): one
+    finding per label with its calibrated probability; the algorithm is the head (name, digest),
+    its parameters the operating point, thresholds, base model, revision, precision and runtime."""
+    from radzoo import __version__
+    from radzoo.dicom_out.provenance import Provenance
+    from radzoo.extract.state import model_revision
+
+    if not 0 <= index < len(prediction.probabilities):
+        raise InputError(f"image index {index} out of range for {len(prediction.probabilities)} predictions")
+    head = prediction.head
+    details = (f"head={head['name']}", f"head_digest={head['digest']}", f"operating_point={prediction.operating_point}",
+               *[f"threshold[{lab}]={t:.6g}" for lab, t in prediction.thresholds.items()],
+               *[f"decision[{lab}]={'positive' if d else 'negative'}"
+                 for lab, d in zip(prediction.labels, prediction.decisions[index], strict=True)],
+               f"base_model={model.name}", f"base_revision={model_revision(model)}",
+               f"base_preprocess={model.spec.preprocess.digest()}", f"base_output={head['base']['output']}",
+               f"precision={prediction.precision}", f"runtime={prediction.runtime}")
+    prov = Provenance(model=model.name, revision=model_revision(model), radzoo_version=__version__,
+                      random_weights=bool(model.random_init), details=details,
+                      algorithm_name=f"radzoo head {head['name']}"[:64], algorithm_version=head["digest"][:16])
+    return measurement_report_sr(list(prediction.labels), prediction.probabilities[index], source, prov,
+                                 series_instance_uid=series_instance_uid, instance_number=instance_number, label=label,
+                                 description=f"radzoo head {head['name']} on {model.name}")

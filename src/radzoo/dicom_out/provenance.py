@@ -23,6 +23,8 @@ class Provenance:
     prompt_set: str = ""
     random_weights: bool = False
     details: tuple[str, ...] = ()  # further "key=value" parameters (zero-shot rule, grounding method ...)
+    algorithm_name: str = ""  # TID 4019 name when not the model (a task head); the model is then a parameter
+    algorithm_version: str = ""  # ... and its version (the head's digest prefix)
 
     @property
     def parameters(self) -> list[str]:
@@ -36,12 +38,15 @@ class Provenance:
         return out
 
     def algorithm_id(self) -> Any:
-        """TID 4019 Algorithm Identification: name = model, version = weights revision."""
+        """TID 4019 Algorithm Identification: name = model, version = weights revision (or, for a
+        task head, name = the head, version = its digest prefix, the base model in the parameters)."""
         from radzoo.extras import require_extra
 
         hd = require_extra("dicom", "highdicom", feature="DICOM results")
 
-        return hd.sr.AlgorithmIdentification(name=self.model, version=self.revision, parameters=self.parameters,
+        return hd.sr.AlgorithmIdentification(name=self.algorithm_name or self.model,
+                                              version=self.algorithm_version or self.revision,
+                                              parameters=self.parameters,
                                               manufacturer=MANUFACTURER)
 
     def device_uid(self) -> str:

@@ -18,6 +18,7 @@ from radzoo.errors import CapabilityError, InputError
 from radzoo.extract.discovery import discover
 from radzoo.extract.pseudonym import Pseudonymizer
 from radzoo.extract.session import Counts, Session
+from radzoo.extract.sink import head_column
 from radzoo.extract.state import identity_of
 from radzoo.pacs import DicomwebSource, is_dicomweb_url
 from radzoo.resolve import load, spec_of
@@ -70,6 +71,7 @@ def extract_features(
     files_from: Iterable[str | os.PathLike[str]] = (),
     quiet: bool = False,
     segmenter: str = "auto",
+    head: Any = None,
 ) -> ExtractResult:
     """Embed every image under ``inputs`` into ``out`` (Parquet shards + errors table + manifest).
 
@@ -95,6 +97,10 @@ def extract_features(
     flattened to 581*128) and QA columns; volumes without lungs or failing QA go to the errors
     table. They run one volume at a time in this process (``workers`` and ``batch_size`` do not
     apply; ``segmenter`` picks the lung segmenter).
+
+    ``head``: a task head (folder or ``TaskHead``), checked against the model; a model opened from a
+    head folder (``radzoo.load(HEAD)``, or ``model=HEAD``) brings its own. Its calibrated
+    probabilities become one ``probability:<label>`` column per label, with ``head_digest``.
     """
     from radzoo.extract.local import cpu_count, run_local
 
@@ -138,6 +144,11 @@ def extract_features(
             raise InputError("engine='ray' needs a model name or artifact folder: Ray actors load their own copy")
         zmodel = model
     volumes = "ct" in zmodel.capabilities
+    task_head = _task_head(zmodel, head, volumes)
+    if task_head is not None:
+        if output not in (None, task_head.base["output"]):
+            raise InputError(f"head {task_head.name!r} reads output {task_head.base['output']!r}, not {output!r}")
+        output = task_head.base["output"]
     if volumes and pacs is not None:
         _refuse_dicomweb_for_ct()
     if volumes:
@@ -178,6 +189,9 @@ def extract_features(
         "retry_failed": retry_failed,
         "shard_size": shard_size,
     }
+    if task_head is not None:
+        options["head"] = {"name": task_head.name, "digest": task_head.digest, "labels": task_head.labels,
+                           "columns": [head_column(lab) for lab in task_head.labels]}
     if volumes:
         options["segmenter"] = segmenter
         options["batch_size"] = None
@@ -199,6 +213,7 @@ def extract_features(
         flush_interval=flush_interval,
         quiet=quiet,
         volumes=volumes,
+        head=task_head,
     )
     status = "failed"
     try:
@@ -229,6 +244,20 @@ def extract_features(
             session.finish(status)
     manifest = session.finish(status)
     return ExtractResult(Path(out), session.counts, manifest)
+
+
+def _task_head(zmodel: Any, head: Any, volumes: bool) -> Any:
+    """The head whose probabilities join each row: the one given (checked against the model), or
+    the one the model was opened with; None without."""
+    if head is None:
+        return getattr(zmodel, "head", None)
+    from radzoo.heads import attach_head, read_head
+
+    if volumes:
+        raise CapabilityError("task heads run on 2D image embeddings; CT models have none")
+    task_head = head if hasattr(head, "tensors") else read_head(head)
+    attach_head(zmodel, task_head)
+    return task_head
 
 
 def default_workers(cores: int, device: Any = None) -> int:

@@ -47,6 +47,7 @@ class Session:
     flush_interval: float = 30.0
     quiet: bool = False
     volumes: bool = False  # CT model: one row per volume/series with QA columns
+    head: Any = None  # a radzoo.heads.TaskHead: its probabilities join every row
     run_id: str = field(default_factory=sink.new_run_id)
     counts: Counts = field(default_factory=Counts)
 
@@ -57,6 +58,8 @@ class Session:
         check_compatible(self.previous, self.ident, key)
         self.state: ResumeState = load_state(self.out, self.ident)
         schema = sink.ct_embeddings_schema(self.ident.dim) if self.volumes else sink.embeddings_schema(self.ident.dim)
+        if self.head is not None:
+            schema = sink.with_head_columns(schema, self.head.labels)
         self.rows = sink.ShardWriter(self.out / "embeddings", schema, self.run_id)
         self.errors = sink.ShardWriter(self.out / "errors", sink.ERRORS_SCHEMA, self.run_id)
         self.started = _now()
@@ -127,12 +130,22 @@ class Session:
                 }
             )
             self.state.done.add((rows[-1]["path"], rows[-1]["sha256"]))
+        if self.head is not None and rows:
+            self._add_head_columns(rows, [emb for _, emb in embedded])
         self.rows.add(rows)
         for f in failures:
             self._error(f.path, f.size, f.mtime_ns, f.error_type, f.message, skipped=f.skipped)
         self._tick(len(embedded) + len(failures))
         if len(self.rows) + len(self.errors) >= self.shard_size or time.monotonic() - self._last_flush >= self.flush_interval:
             self.flush()
+
+    def _add_head_columns(self, rows: list[dict[str, Any]], embeddings: list[np.ndarray]) -> None:
+        from radzoo.heads.head_apply import probabilities
+
+        probs = probabilities(self.head, np.stack([np.asarray(e, dtype=np.float32) for e in embeddings]))
+        for row, p in zip(rows, probs, strict=True):
+            row["head_digest"] = self.head.digest
+            row.update({sink.head_column(lab): float(v) for lab, v in zip(self.head.labels, p, strict=True)})
 
     def _extra(self, p: Prepared) -> dict[str, Any]:
         extra = dict(p.extra or {})

@@ -78,6 +78,17 @@ def ct_embeddings_schema(dim: int) -> pa.Schema:
     return pa.schema(list(base) + [pa.field(name, kind) for name, kind in CT_COLUMNS])
 
 
+def head_column(label: str) -> str:
+    """The column of a task head's calibrated probability of ``label`` (``radzoo extract --head``)."""
+    return f"probability:{label}"
+
+
+def with_head_columns(schema: pa.Schema, labels: Sequence[str]) -> pa.Schema:
+    """``schema`` plus the task head's columns: its digest, then one probability per label."""
+    extra = [pa.field("head_digest", pa.string())] + [pa.field(head_column(lab), pa.float64()) for lab in labels]
+    return pa.schema(list(schema) + extra)
+
+
 ERRORS_SCHEMA = pa.schema(
     [
         ("path", pa.string()),

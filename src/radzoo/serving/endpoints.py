@@ -26,12 +26,14 @@ from radzoo.serving.payloads import content_tag
 from radzoo.serving.pool import ModelPool
 from radzoo.serving.request_items import Item, TextItem, image_bytes, parse_items, request_kind
 from radzoo.serving.schemas import (
+    ClassifyRequest,
     DisplayRequest,
     EmbeddingsRequest,
     GroundRequest,
     ZeroShotRequest,
     parse_request,
 )
+from radzoo.serving.served_heads import ServedHeads
 from radzoo.serving.settings import ServeSettings
 from radzoo.serving.url_fetch import UrlFetcher
 
@@ -42,12 +44,17 @@ class Endpoints:
     """The server's operations over one :class:`ModelPool`."""
 
     #: Routes the service exposes (listed by GET /models so clients can discover them).
-    ROUTES = ("/v1/embeddings", "/embed", "/zero_shot", "/ground", "/display", "/ct_features", "/models")
+    ROUTES = ("/v1/embeddings", "/embed", "/zero_shot", "/ground", "/display", "/ct_features", "/models", "/classify")
 
     def __init__(self, settings: ServeSettings, pool: ModelPool | None = None) -> None:
         self.settings = settings
         self.pool = pool or ModelPool(settings)
         self.fetcher = UrlFetcher(settings)
+        self.heads = ServedHeads(settings.heads)
+        missing = [m for m in self.heads.base_models() if settings.models and m not in settings.models]
+        if missing:
+            raise InputError(f"served heads need base model(s) {missing}, which are not among the served models "
+                             f"{list(settings.models)}: add them to --models")
         for name in _TEXT_LOGGERS:
             logger = logging.getLogger(name)
             if not any(isinstance(f, _NoRequestText) for f in logger.filters):
@@ -76,6 +83,7 @@ class Endpoints:
             "runtime": self.settings.runtime,
             "precision": self.settings.precision,
             "endpoints": list(self.ROUTES),
+            "heads": self.heads.describe(),
         }
 
     # ---- POST /v1/embeddings and /embed ---------------------------------------------------------
@@ -275,6 +283,41 @@ class Endpoints:
             "object": "list", "model": entry.model.name, "labels": list(result.labels), "rule": result.rule,
             "mode": result.mode, "prompt_set": result.prompt_set, "data": data, "errors": errors,
             "truncated_prompts": list(result.truncated), "random_weights": bool(entry.model.random_init),
+        }
+
+    # ---- POST /classify (task heads) ------------------------------------------------------------
+    def classify(self, fields: Mapping[str, Any], fmt: str = "json") -> dict[str, Any] | bytes:
+        """A served task head's calibrated probabilities and decisions (``radzoo serve --heads``):
+        the base model embeds (batched with every other request), the head runs after it.
+        ``fmt="dicom-sr"``: one DICOM image's result as a TID 1500 SR (Part-10 bytes)."""
+        from radzoo.heads.head_apply import predict_embeddings
+
+        if fmt not in ("json", "dicom-sr"):
+            raise InputError(f"format must be 'json' or 'dicom-sr', got {fmt!r}")
+        req = parse_request(ClassifyRequest, fields)
+        head = self.heads.get(req.head)
+        entry = self.pool.get(self.pool.check_served(head.base["model"]))
+        self.heads.precision_on(head, entry.model)  # 4xx when the served model is not the head's base
+        raw = [req.input] if isinstance(req.input, str) else list(req.input)
+        items = parse_items(raw, "image", self.fetcher)
+        if fmt == "dicom-sr":
+            source, image = self._one_dicom(items, entry.model, "classify", "dicom-sr")
+            images, indices, errors = [image], [0], []
+        else:
+            images, indices, errors = self._read_items(items, entry.model, "classify")
+        rows = entry.embed_batch(entry.model.prepare(images).numpy(), head.base["output"])
+        pred = predict_embeddings(head, rows, req.operating_point, precision=entry.precision, runtime=entry.runtime)
+        metrics.items_processed(entry.model.name, "classify", len(images))
+        if fmt == "dicom-sr":
+            from radzoo.dicom_out import head_sr, to_bytes
+
+            return to_bytes(head_sr(pred, source, entry.model, label="input[0]"))
+        return {
+            "object": "list", "head": pred.head, "model": entry.model.name, "labels": pred.labels,
+            "operating_point": pred.operating_point, "thresholds": pred.thresholds,
+            "data": [{"index": i, "predictions": r} for i, r in zip(indices, pred.records(), strict=True)],
+            "errors": errors, "random_weights": bool(entry.model.random_init), "runtime": entry.runtime,
+            "precision": entry.precision,
         }
 
     # ---- POST /ground --------------------------------------------------------------------------

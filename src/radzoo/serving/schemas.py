@@ -48,6 +48,15 @@ class ZeroShotRequest(BaseModel):
     )
 
 
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    input: list[str] | str = Field(description="one image or a list: base64 strings or data URLs (DICOM, PNG, JPEG)")
+    head: str | None = Field(default=None, description="a served task head (GET /models 'heads'); default: the only one")
+    operating_point: Literal["sens90", "sens95", "spec90", "youden"] | None = Field(
+        default=None, description="which stored threshold makes the decisions (default youden)")
+
+
 class GroundRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -82,6 +91,25 @@ class ZeroShotResponse(BaseModel):
     data: list[ZeroShotItem]
     errors: list[dict[str, Any]] = Field(default_factory=list)
     random_weights: bool
+
+
+class ClassifyItem(BaseModel):
+    index: int
+    predictions: dict[str, Any] = Field(description="label -> {probability (calibrated), decision, threshold}")
+
+
+class ClassifyResponse(BaseModel):
+    object: Literal["list"] = "list"
+    head: dict[str, Any] = Field(description="the head's name, digest, labels and base model identity")
+    model: str
+    labels: list[str]
+    operating_point: str
+    thresholds: dict[str, float]
+    data: list[ClassifyItem]
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+    random_weights: bool
+    runtime: str
+    precision: str = Field(description="what the base model computed in (the head runs after it in float64)")
 
 
 class GroundMap(BaseModel):
@@ -150,4 +178,5 @@ def _loose(schema: type[BaseModel], name: str) -> type[BaseModel]:
 EmbeddingsInput = _loose(EmbeddingsRequest, "EmbeddingsInput")
 ZeroShotInput = _loose(ZeroShotRequest, "ZeroShotInput")
 GroundInput = _loose(GroundRequest, "GroundInput")
+ClassifyInput = _loose(ClassifyRequest, "ClassifyInput")
 DisplayInput = _loose(DisplayRequest, "DisplayInput")

@@ -25,6 +25,8 @@ from radzoo.serving.guard import RequestGuard
 from radzoo.serving.http_errors import answer
 from radzoo.serving.pool import ModelPool
 from radzoo.serving.schemas import (
+    ClassifyInput,
+    ClassifyResponse,
     DisplayInput,
     EmbeddingsInput,
     EmbeddingsResponse,
@@ -95,6 +97,13 @@ class RadzooService:
         ``?format=dicom-sr``: one DICOM image's labels as a TID 1500 SR (``application/dicom``)."""
         fmt = ctx.request.query_params.get("format", "json")
         return answer("zero_shot", self.endpoints.zero_shot, fields, fmt, ctx=ctx, media_type="application/dicom")
+
+    @bentoml.api(route="/classify", input_spec=ClassifyInput, output_spec=ClassifyResponse)
+    def classify(self, ctx: bentoml.Context, **fields: Any) -> Response:
+        """Calibrated probabilities and decisions of a task head (``radzoo serve --heads``) on its base
+        model; ``?format=dicom-sr``: one DICOM image's result as a TID 1500 SR (``application/dicom``)."""
+        fmt = ctx.request.query_params.get("format", "json")
+        return answer("classify", self.endpoints.classify, fields, fmt, ctx=ctx, media_type="application/dicom")
 
     @bentoml.api(route="/ground", input_spec=GroundInput, output_spec=GroundMap)
     def ground(self, ctx: bentoml.Context, **fields: Any) -> Response:

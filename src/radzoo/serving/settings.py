@@ -43,6 +43,7 @@ ENV_NAMES = {
     "url_allow_hosts": "RADZOO_URL_ALLOW_HOSTS",
     "url_max_mb": "RADZOO_URL_MAX_MB",
     "url_timeout_s": "RADZOO_URL_TIMEOUT_S",
+    "heads": "RADZOO_HEADS",
 }
 CONFIG_FILE_ENV = "RADZOO_SERVE_CONFIG"
 
@@ -72,6 +73,7 @@ class ServeSettings:
     url_allow_hosts: tuple[str, ...] = ()  # hosts whose http(s) image URLs are fetched; empty = none (SSRF)
     url_max_mb: float = 16.0  # size limit of one fetched image
     url_timeout_s: float = 10.0  # time limit of one fetch, connection to last byte
+    heads: tuple[str, ...] = ()  # task head folders answering POST /classify (radzoo head train)
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIME_CHOICES:
@@ -162,7 +164,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
 _INTS = {"max_loaded_models", "max_batch_size", "max_items", "max_in_flight", "retry_after_s", "max_pixels", "threads",
          "min_image_side"}
 _FLOATS = {"batch_wait_ms", "max_body_mb", "url_max_mb", "url_timeout_s"}
-_LISTS = {"models", "url_allow_hosts"}
+_LISTS = {"models", "url_allow_hosts", "heads"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 

@@ -4,6 +4,7 @@
 
 let apiKey = "";
 let models = [];
+let heads = []; // the /models "heads" rows (task heads answering /classify)
 let current = null; // the selected /models row
 let imageB64 = null; // the chosen image file as base64 (no data: prefix: the server sniffs the content)
 
@@ -107,6 +108,7 @@ async function loadModels() {
   try {
     const body = await (await call("Listing the models", "/models", { headers: requestHeaders(false) })).json();
     models = body.data;
+    heads = body.heads || [];
     const select = $("model");
     select.innerHTML = "";
     for (const m of models) {
@@ -153,12 +155,44 @@ function selectModel() {
   $("image-section").hidden = !has("embed");
   $("text-tools").hidden = !(has("zero_shot") || has("ground"));
   $("ct-section").hidden = !has("ct");
+  showHeads();
   if (imageB64 && has("embed")) analyzeImage();
+}
+
+// ---- task heads ------------------------------------------------------------------------------------
+function modelHeads() {
+  return current ? heads.filter((h) => h.base_model === current.id) : [];
+}
+
+function showHeads() {
+  const mine = modelHeads();
+  const select = $("head");
+  select.innerHTML = "";
+  for (const h of mine) {
+    const option = document.createElement("option");
+    option.value = h.id;
+    option.textContent = `${h.id}: ${h.labels.join(", ")}`;
+    select.append(option);
+  }
+  $("head-tools").hidden = mine.length === 0;
+}
+
+async function classifyImage() {
+  const body = await (await postJSON("Classifying with the task head", "/classify", {
+    head: $("head").value, input: [imageB64], operating_point: $("operating-point").value,
+  })).json();
+  const predictions = body.data[0].predictions;
+  bars($("head-result"), Object.fromEntries(Object.entries(predictions).map(([k, v]) => [k, v.probability])));
+  $("head-note").textContent = `${body.operating_point}: ` + Object.entries(predictions)
+    .map(([k, v]) => `${k} ${v.decision ? "positive" : "negative"} (threshold ${v.threshold.toFixed(3)})`).join("; ")
+    + ` · head ${body.head.digest.slice(0, 12)}, ${body.precision}`;
 }
 
 // ---- a chest X-ray -----------------------------------------------------------------------------------
 function resetImageResults() {
   for (const id of ["emb-output", "emb-dim", "emb-norm"]) $(id).textContent = "-";
+  $("head-result").innerHTML = "";
+  $("head-note").textContent = "";
   sparkline($("sparkline"), []);
   $("zero-shot").innerHTML = "";
   $("zs-rule").textContent = "";
@@ -221,6 +255,7 @@ function analyzeImage() {
   const textTasks = [];
   if (has("zero_shot")) textTasks.push(scoreLabels);
   if (has("ground")) textTasks.push(showHeatmap);
+  if (modelHeads().length) textTasks.push(classifyImage);
   return run("image-status", [showEmbedding, showDecoded], textTasks);
 }
 
@@ -276,6 +311,7 @@ $("image-file").addEventListener("change", () => { if ($("image-file").files[0])
 $("ct-file").addEventListener("change", () => { if ($("ct-file").files[0]) analyzeCT($("ct-file").files[0]); });
 $("score").addEventListener("click", () => imageB64 && run("image-status", [scoreLabels]));
 $("ground").addEventListener("click", () => imageB64 && run("image-status", [showHeatmap]));
+$("classify").addEventListener("click", () => imageB64 && run("image-status", [classifyImage]));
 const drop = $("drop");
 drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
