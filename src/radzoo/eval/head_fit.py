@@ -319,7 +319,9 @@ def train_head(
     a label only when its out-of-fold AUROC beats the linear head's; otherwise the label stays linear.
     """
     from radzoo.eval.tasks import _cache_dir, _model_table, probe
+    from radzoo.extras import require_extra
 
+    require_extra("eval", "sklearn.calibration", feature="training a task head")
     if not hasattr(model, "spec"):
         raise InputError("train_head needs a loaded model (radzoo.load / radzoo.build): its identity is recorded")
     if calibration not in CALIBRATION_CHOICES:
@@ -551,9 +553,11 @@ def recalibrate_head(
     ``radzoo.load(head_dir)``)."""
     from radzoo.eval.label_table import read_labels
     from radzoo.eval.tasks import _cache_dir, _model_table
+    from radzoo.extras import require_extra
     from radzoo.heads import attach_head, read_head
     from radzoo.heads.head_apply import calibrate, decision_values
 
+    require_extra("eval", "sklearn.calibration", feature="recalibrating a task head")
     if calibration not in CALIBRATION_CHOICES:
         raise InputError(f"calibration must be one of {CALIBRATION_CHOICES}, got {calibration!r}")
     head = read_head(head_dir)

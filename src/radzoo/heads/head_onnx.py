@@ -107,7 +107,9 @@ def export_head_onnx(head: TaskHead, out: str | os.PathLike[str], *, embeddings:
     """Write the head's ONNX graph to ``out`` (atomically) after a parity check against the numpy
     head on ``embeddings`` (default: 64 seeded Gaussian embeddings around the scaler's mean).
     Returns (path, max difference); a graph off by more than ``tol`` is not written."""
-    import onnx
+    from radzoo.extras import require_extra
+
+    onnx = require_extra("onnx", "onnx", feature="exporting a task head to ONNX")
 
     out = Path(out)
     dim = int(head.base["dim"])
