@@ -196,7 +196,7 @@ def test_worker_processes_change_no_batch_and_resume_exactly(tmp_path):
 
     inline, workers, again = run("w0", 0), run("w2", 2), run("w2b", 2)
     assert len(inline.seen) == len(workers.seen) == 10  # 2 epochs x 5 micro-batches
-    for (a, _, _), (b, wid, _) in zip(inline.seen, workers.seen, strict=True):
+    for (a, _, _), (b, _, _) in zip(inline.seen, workers.seen, strict=True):
         assert torch.equal(a, b)  # epoch 1 too: persistent workers learnt the new epoch
     assert {int(w) for _, wids, _ in workers.seen for w in wids} == {0, 1}
     # the workers' own RNGs: reproducible run to run, distinct between the two workers
