@@ -144,7 +144,7 @@ def build_trainers(args: argparse.Namespace, shared: Path, work: Path) -> dict[s
         config = PriorConfig(**paired, **run, stage1_epochs=1, stage2_epochs=0, stage3_epochs=0)
         out["prior"] = capture(prior_pretraining, prior_pretraining.train_prior, config, manifest, work / "prior", overwrite=True)
     if "igcl" in wanted:
-        config = IGCLConfig(size="tiny", **run)
+        config = IGCLConfig(size="tiny", val_size=args.batch, **run)
         out["igcl"] = capture(igcl_pretraining, igcl_pretraining.train_igcl, config, igcl_pairs, work / "igcl_out",
                               overwrite=True, radgraph=radgraph)
     return out
@@ -163,17 +163,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, D.cores_per_process()))
     auto = D.auto_num_workers()
     counts = sorted({0, 1, 2, auto})
     cores = len(os.sched_getaffinity(0))
-    print(f"# {cores} cores visible, default num_workers = {auto}; device {args.device}, "
-          f"batch {args.batch}, {args.image_size} px, tiny models; images/s")
+    print(f"# {cores} cores visible, default num_workers = {auto}; device {args.device}, batch {args.batch}, "
+          f"{args.image_size} px, tiny models, {torch.get_num_threads()} torch threads in this process; images/s")
     with tempfile.TemporaryDirectory(prefix="bench_train_input-") as tmp:
         trainers = build_trainers(args, Path(args.shared), Path(tmp))
         header = "method    " + "".join(f"{f'pipe w={w}' + ('*' if w == auto else ''):>13}" for w in counts) + f"{'model':>10}{'pipe*/model':>13}"
         print(header)
         for name, trainer in trainers.items():
+            pipeline_rate(trainer, max(counts), args.batches)  # the same files into the page cache first
             pipe = {w: pipeline_rate(trainer, w, args.batches) for w in counts}
             model = model_rate(trainer, args.steps, args.warmup)
             row = f"{name:<10}" + "".join(f"{pipe[w]:>13.1f}" for w in counts) + f"{model:>10.1f}{pipe[auto] / model:>13.2f}"

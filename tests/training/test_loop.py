@@ -215,7 +215,7 @@ def test_worker_processes_change_no_batch_and_resume_exactly(tmp_path):
 
 
 def test_worker_count_defaults_from_the_cores_per_process(monkeypatch):
-    assert [D.auto_num_workers(c) for c in (1, 2, 3, 4, 9, 64)] == [0, 0, 2, 3, 8, 8]
+    assert [D.auto_num_workers(c) for c in (1, 2, 3, 4, 9, 64)] == [0, 1, 2, 3, 8, 8]
     cores = len(__import__("os").sched_getaffinity(0))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cores))  # torchrun: the node's cores are shared
     assert D.cores_per_process() == 1 and loader_options(-1, torch.device("cpu"))["num_workers"] == 0

@@ -54,7 +54,7 @@ class RunConfig:
     num_workers: int = _f(
         -1,
         "DataLoader worker processes per training process: -1 = auto from the cores per process "
-        "(min(8, cores - 1); 0 with <= 2 cores), 0 = read in the training process",
+        "(min(8, cores - 1); 0 with one core), 0 = read in the training process",
     )
     max_steps: int = _f(0, "stop after this many optimiser steps in total (0 = no limit; smoke runs)")
     checkpoint_every: int = _f(1, "write a resume checkpoint every N epochs (0 = only at the end)")
