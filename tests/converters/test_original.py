@@ -131,9 +131,10 @@ def test_google_drive_sources_without_gdown_name_the_extra(tmp_path: Path, monke
     monkeypatch.delenv(MIRROR_ENV, raising=False)
     monkeypatch.setenv("RADZOO_HOME", str(tmp_path))
     monkeypatch.setitem(__import__("sys").modules, "gdown", None)  # gdown not installed
-    with caplog.at_level(logging.WARNING), pytest.raises(OriginalUnavailable, match="gdown is not installed") as err:
+    with caplog.at_level(logging.WARNING), pytest.raises(OriginalUnavailable, match="gdown does it and is not installed") as err:
         fetch_and_convert(zoo.get_spec("graphct_copdgene"), tmp_path / "g")
     assert ORIGINALS_EXTRA in err.value.reasons[0] and ORIGINALS_EXTRA in caplog.text
+    assert "radzoo convert graph_ct checkpoint_patch.pth.tar --graph" in caplog.text  # the manual path
     assert not (tmp_path / "g").exists()
 
 
@@ -174,6 +175,12 @@ def test_drive_download_through_gdown_checks_sha_and_places_atomically(file_serv
     with pytest.raises(DownloadError, match="sha256 mismatch"):
         drive_download(base + "/total_prior.ckpt", bad, sha256="0" * 64, progress=False)
     assert not bad.parent.exists() or list(bad.parent.iterdir()) == []  # nothing left behind
+    import sys
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "gdown", None)
+        with pytest.raises(DownloadError, match=r"gdown is not installed: pip install 'radzoo\[originals\]'"):
+            drive_download(base + "/total_prior.ckpt", tmp_path / "dl4" / "x", progress=False)
     with pytest.raises(DownloadError, match="gdown could not download"):
         drive_download(base + "/absent.ckpt", tmp_path / "dl3" / "x", progress=False)
     assert not (tmp_path / "dl3" / "x").exists()

@@ -92,7 +92,8 @@ def manual_instructions(source: Source) -> str:
     )
     return (
         f"{source.url} is a Google Drive file, which needs Drive's confirm step for large files: "
-        f"install gdown ({ORIGINALS_EXTRA}) and retry, or download {' and '.join(names)} by hand in a browser, then run `{conv}` (DIR = the local zoo entry), "
+        f"gdown does it and is not installed ({ORIGINALS_EXTRA}), or download {' and '.join(names)} by hand in a browser, "
+        f"then run `{conv}` (DIR = the local zoo entry), "
         f"or serve the files(s) from an internal mirror and set {MIRROR_ENV}=<base URL>"
     )
 
@@ -213,6 +214,10 @@ def fetch_files(name: str, source: Source) -> list[Path]:
             log.info("downloading the original release of %s from %s", name, url)
             download(url, folder / filename, sha256=single_sha)
         return targets
+    try:
+        import gdown  # noqa: F401
+    except ImportError:
+        raise DownloadError(manual_instructions(source)) from None
     url, filename = pairs[0]
     log.info("downloading the original release of %s from Google Drive (%s) with gdown", name, url)
     got = drive_download(url, folder / filename, sha256=source.sha256)
