@@ -220,6 +220,47 @@ def test_prior_hungarian_spg_keeps_the_original_reordering():
     assert spg_loss(swapped, targets, mask)[0].item() == pytest.approx(0.0, abs=1e-12)
 
 
+def _prior_spg_float64(generated: torch.Tensor, protos: torch.Tensor) -> tuple[float, list[list[int]]]:
+    """prior.py's ``matching_label`` + ``spg_loss`` written out independently: L1 ``cdist`` in the
+    inputs' dtype, scipy's assignment, ``logit[inds[1]]`` against the prototypes, batch mean."""
+    from scipy.optimize import linear_sum_assignment
+
+    total, cols = 0.0, []
+    for logit, proto in zip(generated, protos, strict=True):
+        inds = linear_sum_assignment(torch.cdist(logit, proto, p=1).numpy())
+        total += (logit[torch.as_tensor(inds[1])] - proto).abs().mean().item()
+        cols.append(list(inds[1]))
+    return total / len(generated), cols
+
+
+def test_prior_spg_matching_keeps_the_input_dtype_on_padded_ties():
+    """Two real prototypes and two zero-padded slots, which tie exactly for every generated row.
+    The float64 costs differ from each other by ~1e-12; rounded to float32 they tie and scipy picks
+    another assignment (checked here, so the case stays discriminating), which through the
+    original's ``logit[inds[1]]`` re-ordering gives another loss. radzoo must match float64."""
+    from scipy.optimize import linear_sum_assignment
+
+    d = 1e-12
+    protos = torch.tensor([[[1.0, 1.0], [2.0, 2.0], [0.0, 0.0], [0.0, 0.0]]], dtype=torch.float64)
+    generated = torch.tensor([[[2 + d, 1.0], [-d, d], [2 - d, 1 - d], [1 + d, 1.0]]], dtype=torch.float64)
+    want_loss, want_cols = _prior_spg_float64(generated, protos)
+    cast_cols = list(linear_sum_assignment(torch.cdist(generated[0].float(), protos[0].float(), p=1).numpy())[1])
+    assert cast_cols != want_cols[0]  # a float32 cost would pick another tied slot
+    cast_loss = (generated[0][torch.as_tensor(cast_cols)] - protos[0]).abs().mean().item()
+    assert abs(cast_loss - want_loss) > 0.1  # ... and another loss
+
+    assert list(hungarian_columns(generated[0], protos[0])) == want_cols[0]
+    mask = torch.tensor([[True, True, False, False]])
+    loss, kept = spg_loss(generated, protos, mask)
+    assert loss.dtype == torch.float64 and loss.item() == pytest.approx(want_loss, abs=1e-15)
+    assert torch.equal(kept[0], generated[0][torch.as_tensor(want_cols[0][:2])])
+    # float32 inputs: the cost is float32, as the original computes it for float32 tensors
+    g32, p32 = generated.float(), protos.float()
+    want32, cols32 = _prior_spg_float64(g32, p32)
+    assert list(hungarian_columns(g32[0], p32[0])) == cols32[0]
+    assert spg_loss(g32, p32, mask)[0].item() == pytest.approx(want32, abs=1e-6)
+
+
 def test_prior_image_reconstruction_l1():
     rec = torch.zeros(1, 1, 2, 2, dtype=torch.float64)
     image = torch.arange(16, dtype=torch.float64).view(1, 1, 4, 4)

@@ -14,7 +14,8 @@ from torch import nn
 
 from radzoo.errors import ArtifactError, InputError
 from radzoo.training import distributed as D
-from radzoo.training.loop import Phase, Settings, Trainer, TrainingError
+from radzoo.training.data import view_generator
+from radzoo.training.loop import Phase, Settings, Trainer, TrainingError, loader_options
 from radzoo.training.precision import Precision, resolve_precision
 from radzoo.training.resume import load_training_state, read_training_meta, save_training_state
 from radzoo.training.run_log import read_metrics
@@ -156,6 +157,70 @@ def test_resumed_mid_epoch_run_equals_an_uninterrupted_one(tmp_path):
     assert lrs == pytest.approx([cosine_annealing(0.5, 3)(s, 0) for s in range(6)])
     with pytest.raises(InputError, match="nothing to train"):
         Trainer(PairMethod(), Pairs(40), _phases(), _settings(), CPU, Precision("32", CPU.device), tmp_path / "part").fit(resume=True)
+
+
+class _AugPairs(Pairs):
+    """Pairs with an ``(epoch, index)``-seeded augmentation, as the real datasets have, plus the
+    worker id and one draw from the worker's own global RNG (to see the workers' seeds)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, i: int):
+        x = self.x[i] + 0.1 * torch.randn(6, generator=view_generator(3, self.epoch, i, 0))
+        info = torch.utils.data.get_worker_info()
+        return x, self.y[i], torch.tensor(-1 if info is None else info.id), torch.rand(())
+
+
+class _Recording(PairMethod):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, batch):
+        x, y, worker, stray = batch
+        self.seen.append((x.clone(), worker.clone(), stray.clone()))
+        return super().forward((x, y))
+
+
+def test_worker_processes_change_no_batch_and_resume_exactly(tmp_path):
+    def run(name: str, workers: int, resume: bool = False, method: _Recording | None = None, **kw) -> _Recording:
+        method = method or _Recording()
+        Trainer(method, _AugPairs(40), _phases(), _settings(num_workers=workers, **kw), CPU,
+                Precision("32", CPU.device), tmp_path / name).fit(resume=resume)
+        return method
+
+    inline, workers, again = run("w0", 0), run("w2", 2), run("w2b", 2)
+    assert len(inline.seen) == len(workers.seen) == 10  # 2 epochs x 5 micro-batches
+    for (a, _, _), (b, _, _) in zip(inline.seen, workers.seen, strict=True):
+        assert torch.equal(a, b)  # epoch 1 too: persistent workers learnt the new epoch
+    assert {int(w) for _, wids, _ in workers.seen for w in wids} == {0, 1}
+    # the workers' own RNGs: reproducible run to run, distinct between the two workers
+    assert all(torch.equal(a[2], b[2]) for a, b in zip(workers.seen, again.seen, strict=True))
+    strays = {w: {float(v) for _, wids, vals in workers.seen for ww, v in zip(wids, vals, strict=True) if int(ww) == w} for w in (0, 1)}
+    assert not strays[0] & strays[1]
+    for (k, a), (_, b) in zip(inline.state_dict().items(), workers.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+
+    part = run("part", 2, max_steps=2)  # stops mid-epoch 0, then resumes with workers
+    rest = run("part", 2, resume=True)
+    resumed = [x for x, _, _ in part.seen + rest.seen]
+    assert len(resumed) == 10 and all(torch.equal(a, b) for a, (b, _, _) in zip(resumed, inline.seen, strict=True))
+    for (k, a), (_, b) in zip(inline.state_dict().items(), rest.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7, msg=k)
+
+
+def test_worker_count_defaults_from_the_cores_per_process(monkeypatch):
+    assert [D.auto_num_workers(c) for c in (1, 2, 3, 4, 9, 64)] == [0, 1, 2, 3, 8, 8]
+    cores = len(__import__("os").sched_getaffinity(0))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cores))  # torchrun: the node's cores are shared
+    assert D.cores_per_process() == 1 and loader_options(-1, torch.device("cpu"))["num_workers"] == 0
+    assert loader_options(3, torch.device("cuda")) == {"num_workers": 3, "pin_memory": True, "persistent_workers": True}
+    assert loader_options(0, torch.device("cpu")) == {"num_workers": 0, "pin_memory": False, "persistent_workers": False}
 
 
 class _NaNAfter(PairMethod):

@@ -67,24 +67,48 @@ class DistContext:
         }
 
 
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise InputError(f"environment variable {name}={raw!r} is not an integer") from exc
+
+
 def launch_env() -> tuple[int, int, int]:
     """``(rank, world_size, local_rank)`` from the environment ``torchrun`` sets (0, 1, 0 otherwise)."""
-
-    def _int(name: str, default: int) -> int:
-        raw = os.environ.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            return int(raw)
-        except ValueError as exc:
-            raise InputError(f"environment variable {name}={raw!r} is not an integer") from exc
-
     world = _int("WORLD_SIZE", 1)
     rank = _int("RANK", 0)
     local = _int("LOCAL_RANK", rank)
     if world < 1 or not 0 <= rank < world:
         raise InputError(f"inconsistent launch environment: RANK={rank}, WORLD_SIZE={world}")
     return rank, world, local
+
+
+def cores_per_process() -> int:
+    """CPU cores this process may use (its affinity mask, which cgroup/taskset limits show up in),
+    shared with the other training processes of this node (``LOCAL_WORLD_SIZE`` under torchrun)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, _int("LOCAL_WORLD_SIZE", 1)))
+
+
+#: Most DataLoader workers per training process: past this, decoding is rarely the bottleneck and
+#: every worker holds a copy of the dataset and its prefetched batches.
+MAX_AUTO_WORKERS = 8
+
+
+def auto_num_workers(cores: int | None = None) -> int:
+    """DataLoader workers per training process for ``num_workers = -1``: one core stays with the
+    training process, the rest decode (at most :data:`MAX_AUTO_WORKERS`). Only a process with a
+    single core decodes itself (0): with 2 cores, one worker trained MoCo-CXR 1.1-2.3x faster end
+    to end than decoding in the training process (README, Training)."""
+    cores = cores_per_process() if cores is None else int(cores)
+    return 0 if cores <= 1 else min(MAX_AUTO_WORKERS, cores - 1)
 
 
 def _device_for(requested: str, local_rank: int, world_size: int) -> torch.device:

@@ -51,7 +51,11 @@ class RunConfig:
         "auto = the paper's setting on a GPU, 32 on CPU",
     )
     dist_backend: str = _f("auto", "torch.distributed backend under torchrun: auto (nccl on GPU, gloo on CPU) | gloo | nccl")
-    num_workers: int = _f(0, "DataLoader worker processes per training process (0 = read in the training process)")
+    num_workers: int = _f(
+        -1,
+        "DataLoader worker processes per training process: -1 = auto from the cores per process "
+        "(min(8, cores - 1); 0 with one core), 0 = read in the training process",
+    )
     max_steps: int = _f(0, "stop after this many optimiser steps in total (0 = no limit; smoke runs)")
     checkpoint_every: int = _f(1, "write a resume checkpoint every N epochs (0 = only at the end)")
     checkpoint_every_steps: int = _f(0, "also write one every N optimiser steps, mid-epoch (0 = off)")
@@ -68,7 +72,9 @@ class RunConfig:
             raise ConfigError(f"precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.dist_backend not in ("auto", "gloo", "nccl"):
             raise ConfigError(f"dist_backend: must be auto, gloo or nccl, got {self.dist_backend!r}")
-        for name in ("num_workers", "max_steps", "checkpoint_every", "checkpoint_every_steps", "log_every"):
+        if self.num_workers < -1:
+            raise ConfigError(f"num_workers: must be >= 0, or -1 for auto, got {self.num_workers}")
+        for name in ("max_steps", "checkpoint_every", "checkpoint_every_steps", "log_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
 

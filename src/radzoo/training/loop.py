@@ -15,6 +15,10 @@ and ``find_unused_parameters`` (True when some parameters get no gradient in som
 * a NaN/inf loss stops every rank with one clear error; noise (dropout, Gumbel) is re-seeded per
   micro-batch from ``(seed, epoch, micro-batch, rank)`` so a resumed run draws the same noise;
 * validation loss each epoch and early stopping (LoVT), keeping the best weights;
+* input decoding in DataLoader worker processes (:func:`loader_options`: by default as many as
+  the cores per process allow, pinned memory on CUDA, workers kept across epochs); every sample's
+  augmentation is seeded by ``(seed, epoch, index)`` and the epoch travels with each index
+  (:class:`EpochKeys`), so batches do not depend on the worker count and resume exactly;
 * rank 0 alone writes: per-step ``metrics.jsonl``, a progress bar, atomic resume checkpoints
   (each epoch, or every N steps) that resume at any world size, mid-epoch included.
 
@@ -37,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from radzoo.errors import ArtifactError, InputError, RadzooError
 from radzoo.training import distributed as D
@@ -78,6 +82,52 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def loader_options(num_workers: int, device: torch.device) -> dict[str, Any]:
+    """The DataLoader's worker and memory settings (written to ``resolved.json``).
+
+    ``num_workers = -1`` resolves from the machine (:func:`~radzoo.training.distributed.auto_num_workers`):
+    decoding in the training process starves a GPU. Pinned memory makes the host-to-GPU copy
+    asynchronous; persistent workers are not re-spawned (re-importing, re-opening files) each epoch.
+    """
+    workers = D.auto_num_workers() if num_workers < 0 else int(num_workers)
+    return {"num_workers": workers, "pin_memory": device.type == "cuda", "persistent_workers": workers > 0}
+
+
+class EpochKeys(Sampler):
+    """Wraps a sampler to yield ``(epoch, index)``: workers that outlive an epoch learn it with
+    every sample (a ``set_epoch`` on the main process's dataset never reaches them)."""
+
+    def __init__(self, sampler: D.ResumableDistributedSampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self):
+        epoch = self.sampler.epoch
+        return ((epoch, i) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class EpochDataset(Dataset):
+    """Reads ``dataset[index]`` for an :class:`EpochKeys` key, calling ``dataset.set_epoch`` (when it
+    has one) first whenever the epoch changes, in whichever process it runs."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.epoch: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        if epoch != self.epoch:
+            if hasattr(self.dataset, "set_epoch"):
+                self.dataset.set_epoch(epoch)
+            self.epoch = epoch
+        return self.dataset[index]
+
+
 @dataclass
 class Phase:
     """A span of epochs trained with one optimiser and one LR schedule.
@@ -101,7 +151,7 @@ class Settings:
     seed: int = 0
     accumulate: int = 1
     max_steps: int = 0
-    num_workers: int = 0
+    num_workers: int = -1  # -1 = auto (loader_options)
     log_every: int = 10
     checkpoint_every: int = 1  # epochs; 0 = only at the end
     checkpoint_every_steps: int = 0  # optimiser steps; 0 = off
@@ -264,15 +314,22 @@ class Trainer:
             raise ArtifactError(error or "rank 0 could not write the best weights (see its log)")
 
     # ---- data -------------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset, sampler: D.ResumableDistributedSampler, batch: int) -> DataLoader:
+    def _loader(self, dataset: Dataset, sampler: D.ResumableDistributedSampler, batch: int, *, keep: bool) -> DataLoader:
+        """``keep``: one loader for the whole run, its workers persisting across epochs (training);
+        otherwise workers end with the pass (validation)."""
+        options = loader_options(self.settings.num_workers, self.ctx.device)
+        options["persistent_workers"] &= keep
+        # the workers' own seeds (torch, random, numpy: base + worker id) come from this generator,
+        # not from the training process's RNG state
+        seeds = torch.Generator().manual_seed(D.step_seed(self.settings.seed, int(keep), self.ctx.rank))
         return DataLoader(
-            dataset,
+            EpochDataset(dataset),
             batch_size=batch,
-            sampler=sampler,
+            sampler=EpochKeys(sampler),
             drop_last=True,
-            num_workers=self.settings.num_workers,
             collate_fn=self.collate,
-            pin_memory=self.ctx.device.type == "cuda",
+            generator=seeds,
+            **options,
         )
 
     # ---- validation -------------------------------------------------------------------------
@@ -291,7 +348,7 @@ class Trainer:
         sums: dict[str, float] = {}
         count = 0
         try:
-            for batch in self._loader(self.val_set, sampler, global_batch // ws):
+            for batch in self._loader(self.val_set, sampler, global_batch // ws, keep=False):
                 batch = to_device(batch, self.ctx.device)
                 with self.precision.autocast():
                     loss, metrics = self.method(batch)
@@ -329,6 +386,7 @@ class Trainer:
                 find_unused_parameters=bool(getattr(method, "find_unused_parameters", False)),
             )
         sampler = D.ResumableDistributedSampler(self.train_set, s.batch_size, seed=s.seed)
+        loader = self._loader(self.train_set, sampler, self.local_batch, keep=True)
         after_step = getattr(method, "after_optimizer_step", None)
         stopped = False
         best_path = self.run_dir / BEST if (self.run_dir / BEST).is_file() else None
@@ -346,7 +404,7 @@ class Trainer:
                 sampler.set_epoch(epoch)
                 sampler.set_start(state.sample_in_epoch)
                 first_micro = state.sample_in_epoch // s.batch_size
-                stats, stopped = self._epoch(model, method, optimizer, phase, epoch, first_micro, sampler, state, after_step)
+                stats, stopped = self._epoch(model, method, optimizer, phase, epoch, first_micro, loader, state, after_step)
                 if stats is not None:
                     state.history.append(stats)
                 if stopped and state.sample_in_epoch < self.micro_per_epoch * s.batch_size:
@@ -394,7 +452,7 @@ class Trainer:
         phase: Phase,
         epoch: int,
         first_micro: int,
-        sampler: D.ResumableDistributedSampler,
+        loader: DataLoader,
         state: LoopState,
         after_step: Callable[[], None] | None,
     ) -> tuple[dict[str, Any] | None, bool]:
@@ -413,7 +471,7 @@ class Trainer:
         steps = 0
         stopped = False
         lr = phase.lr_at(state.phase_step, epoch)
-        for i, batch in enumerate(self._loader(self.train_set, sampler, self.local_batch), start=first_micro):
+        for i, batch in enumerate(loader, start=first_micro):
             torch.manual_seed(D.step_seed(s.seed, epoch, i, ctx.rank))
             if hasattr(method, "shared_seed"):  # equal on every rank (e.g. MoCo's shuffle-BN permutation)
                 method.shared_seed = D.step_seed(s.seed, epoch, i)

@@ -246,10 +246,15 @@ def prototype_kl(generated: torch.Tensor, prototypes: torch.Tensor, target_logit
 
 def hungarian_columns(outputs: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
     """``linear_sum_assignment`` on the L1 cost ``cdist(outputs, targets, p=1)``: the target column
-    assigned to each output row (rows come back sorted, so this is indexed by output row)."""
+    assigned to each output row (rows come back sorted, so this is indexed by output row).
+
+    As in ``prior.py`` (``matching_label``) the cost is computed in the inputs' dtype: zero-padded
+    target slots tie exactly, and rounding the cost to another precision changes which tied slot
+    wins and so, through the re-ordering, the loss. Widening to float64 for scipy (which solves in
+    float64 anyway) is exact."""
     from scipy.optimize import linear_sum_assignment
 
-    cost = torch.cdist(outputs.detach().float(), targets.detach().float(), p=1).cpu().numpy()
+    cost = torch.cdist(outputs.detach(), targets.detach(), p=1).cpu().double().numpy()
     _, cols = linear_sum_assignment(cost)
     return cols
 

@@ -22,7 +22,7 @@ from radzoo import __version__
 from radzoo.errors import ArtifactError, InputError
 from radzoo.training import distributed as D
 from radzoo.training.hparams import RESUMABLE_KEYS, RunConfig, config_dict, write_config
-from radzoo.training.loop import FitResult, Settings
+from radzoo.training.loop import FitResult, Settings, loader_options
 from radzoo.training.precision import Precision, resolve_precision
 from radzoo.training.resume import has_training_state, read_training_meta
 from radzoo.training.run_log import RESOLVED, write_json_atomic
@@ -121,6 +121,7 @@ def write_resolved(run: Run, extra: dict[str, Any] | None = None) -> Path:
         "precision": run.precision.name,
         "device": str(run.ctx.device),
         "backend": run.ctx.backend or "none",
+        "data_loader": loader_options(int(getattr(run.config, "num_workers", -1)), run.ctx.device),
         "torch": torch.__version__,
         "radzoo": __version__,
         **(extra or {}),
