@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "radzoo.cli.eval",
     "radzoo.cli.ct",
     "radzoo.cli.extract",
+    "radzoo.cli.search",
     "radzoo.cli.train",
     "radzoo.cli.serve",
     "radzoo.cli.bench",

@@ -70,6 +70,7 @@ def extract_features(
     files_from: Iterable[str | os.PathLike[str]] = (),
     quiet: bool = False,
     segmenter: str = "auto",
+    metadata_csv: str | os.PathLike[str] | None = None,
 ) -> ExtractResult:
     """Embed every image under ``inputs`` into ``out`` (Parquet shards + errors table + manifest).
 
@@ -95,6 +96,9 @@ def extract_features(
     flattened to 581*128) and QA columns; volumes without lungs or failing QA go to the errors
     table. They run one volume at a time in this process (``workers`` and ``batch_size`` do not
     apply; ``segmenter`` picks the lung segmenter).
+
+    ``metadata_csv``: patient id, modality, view and study date for files without a header (PNG,
+    JPEG), joined by path (``radzoo.extract.metadata``); rows carry them for ``radzoo.search``.
     """
     from radzoo.extract.local import cpu_count, run_local
 
@@ -199,6 +203,7 @@ def extract_features(
         flush_interval=flush_interval,
         quiet=quiet,
         volumes=volumes,
+        metadata=_metadata(metadata_csv),
     )
     status = "failed"
     try:
@@ -281,3 +286,11 @@ def _check_ct_options(zmodel: Any, engine: str, workers: int | None, segmenter: 
         log.warning("radzoo extract: --workers=%d does not apply to CT models: %s", workers, how)
     else:
         log.info("radzoo extract: CT model: %s; --workers does not apply", how)
+
+
+def _metadata(csv_path: str | os.PathLike[str] | None) -> Any:
+    if csv_path is None:
+        return None
+    from radzoo.extract.metadata import MetadataTable
+
+    return MetadataTable(csv_path)

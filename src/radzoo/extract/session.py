@@ -47,6 +47,7 @@ class Session:
     flush_interval: float = 30.0
     quiet: bool = False
     volumes: bool = False  # CT model: one row per volume/series with QA columns
+    metadata: Any = None  # radzoo.extract.metadata.MetadataTable: header fields for files without headers
     run_id: str = field(default_factory=sink.new_run_id)
     counts: Counts = field(default_factory=Counts)
 
@@ -123,6 +124,7 @@ class Session:
                     "precision": self.ident.precision,
                     "extracted_at": now,
                     "run_id": self.run_id,
+                    **self._search_fields(p),
                     **self._extra(p),
                 }
             )
@@ -133,6 +135,17 @@ class Session:
         self._tick(len(embedded) + len(failures))
         if len(self.rows) + len(self.errors) >= self.shard_size or time.monotonic() - self._last_flush >= self.flush_interval:
             self.flush()
+
+    def _search_fields(self, p: Prepared) -> dict[str, Any]:
+        """Patient key, modality, view and study date: the header's, else the metadata CSV's."""
+        found = {"patient_key": p.patient_id, "modality": p.modality,
+                 "view_position": p.view_position, "study_date": p.study_date}
+        if self.metadata is not None:
+            for k, v in self.metadata.lookup(p.path).items():
+                if not found.get(k):
+                    found[k] = v
+        found["patient_key"] = self.stored(found["patient_key"])
+        return found
 
     def _extra(self, p: Prepared) -> dict[str, Any]:
         extra = dict(p.extra or {})
