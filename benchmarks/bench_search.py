@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 K = 10
+TUNED: dict[str, int] = {}  # FAISS efSearch chosen by the build-time recall tuning
 
 
 def rss_mb() -> float:
@@ -97,7 +98,13 @@ def build_candidate(name: str, xb: np.ndarray, threads: int) -> tuple[Any, Any, 
         index = new_hnsw(xb.shape[1])
         for lo in range(0, len(xb), 100_000):
             index.add(xb[lo:lo + 100_000])
-        params = faiss.SearchParametersHNSW(efSearch=64)
+        from radzoo.search.faiss_backend import measure_recall
+
+        tuned = measure_recall(index, xb)  # what `radzoo index build` does: efSearch raised to recall 0.95
+        print(f"faiss: build-time tuning chose efSearch {tuned['ef_search']} "
+              f"(sample recall@10 {tuned['recall_at_10']:.4f})", flush=True)
+        TUNED["ef"] = tuned["ef_search"]
+        params = faiss.SearchParametersHNSW(efSearch=tuned["ef_search"])
         search = lambda q: index.search(q, K, params=params)[1]  # noqa: E731
         obj = index
     elif name == "hnswlib":
@@ -185,12 +192,12 @@ def main() -> None:
               f"file {size:7.0f} MB  recall@10 {recall(found, truth):.4f}  p50 {ms:.3f} ms  "
               f"{exact_ms / ms:6.0f}x exact", flush=True)
         if name == "faiss":
-            keep["faiss"] = (obj, secs)
+            keep["faiss"] = (obj, secs, TUNED["ef"])
         else:
             del obj
     if "faiss" in keep:
-        index, secs = keep["faiss"]
-        store = FaissStore(xb, index, 64)
+        index, secs, ef = keep["faiss"]
+        store = FaissStore(xb, index, ef)
         base = p50_ms(lambda q: store.search(q, K, None), xq)
         rng = np.random.default_rng(args.seed)
         for share in (0.5, 0.01):

@@ -129,26 +129,34 @@ class SearchIndex:
             self_rows.append(row)
             patients.append(self._columns["patient_key"][row])
         if images:
-            vecs = self.embed_images(images, model)
-            for i, (img, v) in enumerate(zip(images, vecs, strict=True)):
+            for i, (img, v) in enumerate(zip(images, self.embed_images(images, model), strict=True)):
                 labels.append(f"image:{_label(img, i)}")
                 vectors.append(v)
-                row = self._row_by_sha(img)
                 self_rows.append(None)
-                patients.append(self._columns["patient_key"][row] if row is not None else None)
+                patients.append(self.patient_of_file(img))
         if texts:
             for t, v in zip(texts, self.embed_texts(texts, model), strict=True):
                 labels.append(f"text:{t}")
                 vectors.append(v)
                 self_rows.append(None)
                 patients.append(None)
-        base = self.allowed(wanted)
+        return self.search_vectors(labels, vectors, k=k, filters=wanted, own_rows=self_rows,
+                                   patients=patients if exclude_same_patient else None)
+
+    def search_vectors(self, labels: Sequence[str], vectors: Sequence[np.ndarray], *, k: int,
+                       filters: Mapping[str, list[str]], own_rows: Sequence[int | None] | None = None,
+                       patients: Sequence[str | None] | None = None) -> list[QueryResult]:
+        """Neighbours of already embedded query vectors. ``own_rows``: each query's own index row
+        (left out); ``patients``: each query's patient key, whose rows are left out."""
+        base = self.allowed(filters)
         results = []
-        for label, vec, own, patient in zip(labels, vectors, self_rows, patients, strict=True):
+        for i, (label, vec) in enumerate(zip(labels, vectors, strict=True)):
             allowed = base.copy()
+            own = own_rows[i] if own_rows else None
             if own is not None:
                 allowed[own] = False
-            if exclude_same_patient and patient:
+            patient = patients[i] if patients else None
+            if patient:
                 allowed &= self._columns["patient_key"] != patient
             scores, ids = self.store.search(normalise(np.asarray(vec, np.float32)[None]), k, allowed)
             results.append(QueryResult(label, self._hits(scores[0], ids[0])))
@@ -184,13 +192,19 @@ class SearchIndex:
     def pseudonymized(self) -> bool:
         return any(v.get("pseudonymized") for v in self.manifest.get("sources", {}).values())
 
-    def _row_by_sha(self, image: Any) -> int | None:
-        """The index row of a query file itself (its patient is the query patient), when stored in clear."""
-        if self.pseudonymized or not isinstance(image, (str, os.PathLike)) or not Path(image).is_file():
+    def patient_of_file(self, image: Any) -> str | None:
+        """The patient key of a query file (path or bytes) that is itself indexed (matched by
+        sha256, when the index stores hashes in clear): the query patient to exclude."""
+        if self.pseudonymized:
             return None
-        digest = hashlib.sha256(Path(image).read_bytes()).hexdigest()
-        rows = np.flatnonzero(self._columns["sha256"] == digest)
-        return int(rows[0]) if len(rows) else None
+        if isinstance(image, (bytes, bytearray)):
+            data = bytes(image)
+        elif isinstance(image, (str, os.PathLike)) and Path(image).is_file():
+            data = Path(image).read_bytes()
+        else:
+            return None
+        rows = np.flatnonzero(self._columns["sha256"] == hashlib.sha256(data).hexdigest())
+        return self._columns["patient_key"][rows[0]] if len(rows) else None
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray) -> list[dict[str, Any]]:
         hits = []

@@ -43,6 +43,7 @@ ENV_NAMES = {
     "url_allow_hosts": "RADZOO_URL_ALLOW_HOSTS",
     "url_max_mb": "RADZOO_URL_MAX_MB",
     "url_timeout_s": "RADZOO_URL_TIMEOUT_S",
+    "index": "RADZOO_INDEX",
 }
 CONFIG_FILE_ENV = "RADZOO_SERVE_CONFIG"
 
@@ -72,6 +73,7 @@ class ServeSettings:
     url_allow_hosts: tuple[str, ...] = ()  # hosts whose http(s) image URLs are fetched; empty = none (SSRF)
     url_max_mb: float = 16.0  # size limit of one fetched image
     url_timeout_s: float = 10.0  # time limit of one fetch, connection to last byte
+    index: str | None = None  # similar-case index folder or milvus:// URI behind POST /v1/search
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIME_CHOICES:

@@ -6,6 +6,7 @@ let apiKey = "";
 let models = [];
 let current = null; // the selected /models row
 let imageB64 = null; // the chosen image file as base64 (no data: prefix: the server sniffs the content)
+let searchIndex = null; // GET /models "index": the similar-case index behind POST /v1/search, if any
 
 const $ = (id) => document.getElementById(id);
 const has = (capability) => Boolean(current && current.capabilities && current.capabilities.includes(capability));
@@ -107,6 +108,7 @@ async function loadModels() {
   try {
     const body = await (await call("Listing the models", "/models", { headers: requestHeaders(false) })).json();
     models = body.data;
+    searchIndex = body.index && body.index.available ? body.index : null;
     const select = $("model");
     select.innerHTML = "";
     for (const m of models) {
@@ -153,6 +155,7 @@ function selectModel() {
   $("image-section").hidden = !has("embed");
   $("text-tools").hidden = !(has("zero_shot") || has("ground"));
   $("ct-section").hidden = !has("ct");
+  $("similar-tools").hidden = !similarShown();
   if (imageB64 && has("embed")) analyzeImage();
 }
 
@@ -221,6 +224,7 @@ function analyzeImage() {
   const textTasks = [];
   if (has("zero_shot")) textTasks.push(scoreLabels);
   if (has("ground")) textTasks.push(showHeatmap);
+  if (similarShown()) textTasks.push(findSimilar);
   return run("image-status", [showEmbedding, showDecoded], textTasks);
 }
 
@@ -233,6 +237,45 @@ function readFile(file) {
   };
   reader.onerror = () => showError(`Reading ${file.name} failed in the browser`);
   reader.readAsDataURL(file);
+}
+
+// ---- similar cases (POST /v1/search) -------------------------------------------------------------------
+// Shown when the server has an index built with the selected model: its queries are embedded by it.
+function similarShown() {
+  return Boolean(searchIndex && current && searchIndex.model && searchIndex.model.model === current.id);
+}
+
+async function findSimilar() {
+  const k = Number($("similar-k").value) || 10;
+  const body = await (await postJSON("Searching similar cases", "/v1/search", {
+    image: imageB64, k, exclude_same_patient: $("similar-exclude").checked, thumbnails: true,
+  })).json();
+  $("similar-index").textContent = `${searchIndex.rows} indexed images, ${body.backend}` +
+    (searchIndex.pseudonymized ? ", pseudonymised keys" : "");
+  const table = $("similar-table");
+  table.innerHTML = "";
+  const head = table.createTHead().insertRow();
+  for (const h of ["#", "score", "", "modality", "view", "patient", "study date", "key"]) {
+    const th = document.createElement("th");
+    th.textContent = h;
+    head.append(th);
+  }
+  const tbody = table.createTBody();
+  for (const hit of body.data[0].hits) {
+    const tr = tbody.insertRow();
+    tr.insertCell().textContent = String(hit.rank);
+    tr.insertCell().textContent = hit.score.toFixed(4);
+    const cell = tr.insertCell();
+    if (hit.thumbnail) {
+      const img = document.createElement("img");
+      img.src = hit.thumbnail;
+      img.className = "thumb";
+      img.alt = `neighbour ${hit.rank}`;
+      cell.append(img);
+    }
+    for (const key of ["modality", "view_position", "patient_key", "study_date"]) tr.insertCell().textContent = hit[key] || "";
+    tr.insertCell().textContent = hit.sop_instance_uid || hit.path || "";
+  }
 }
 
 // ---- a lung CT ---------------------------------------------------------------------------------------
@@ -276,6 +319,7 @@ $("image-file").addEventListener("change", () => { if ($("image-file").files[0])
 $("ct-file").addEventListener("change", () => { if ($("ct-file").files[0]) analyzeCT($("ct-file").files[0]); });
 $("score").addEventListener("click", () => imageB64 && run("image-status", [scoreLabels]));
 $("ground").addEventListener("click", () => imageB64 && run("image-status", [showHeatmap]));
+$("similar").addEventListener("click", () => imageB64 && run("image-status", [findSimilar]));
 const drop = $("drop");
 drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
