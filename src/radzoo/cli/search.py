@@ -47,8 +47,8 @@ def register(sub: Any) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from radzoo.search import build_index
     from radzoo.search.faiss_backend import EXACT_BELOW
-    from radzoo.search.index_build import build_index
 
     m = build_index(args.extract_dirs, args.out, rebuild=args.rebuild,
                     exact_below=EXACT_BELOW if args.exact_below is None else args.exact_below, threads=args.threads)
@@ -61,7 +61,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _remove(args: argparse.Namespace) -> int:
     from radzoo.errors import InputError
-    from radzoo.search.index_build import remove_uids
+    from radzoo.search import remove_uids
 
     try:
         lines = args.uids.read_text().splitlines()
@@ -73,7 +73,7 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from radzoo.search.index_build import index_info
+    from radzoo.search import index_info
 
     print(json.dumps(index_info(args.index), indent=2, default=str))
     return 0

@@ -518,7 +518,7 @@ def case_retrieval(
         per_query,
         statistic,
     )
-    from radzoo.search.similar import open_index
+    from radzoo.search.index_open import open_index
 
     baselines = _check_baselines(baselines, BASELINES, "case-retrieval")
     data = _data(data, "case-retrieval")

@@ -17,10 +17,10 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "build_index": "index_build",
-    "remove_uids": "index_build",
-    "index_info": "index_build",
-    "open_index": "similar",
+    "build_index": "index_open",
+    "remove_uids": "index_open",
+    "index_info": "index_open",
+    "open_index": "index_open",
     "SearchIndex": "similar",
     "QueryResult": "similar",
     "ModelMismatchError": "model_check",
@@ -30,7 +30,7 @@ _EXPORTS = {
 
 def open(location: Any) -> Any:  # noqa: A001 - the issue's public name: radzoo.search.open(INDEX)
     """Open an index folder or a ``milvus://`` URI for querying."""
-    return importlib.import_module("radzoo.search.similar").open_index(location)
+    return importlib.import_module("radzoo.search.index_open").open_index(location)
 
 
 def __getattr__(name: str) -> Any:

@@ -36,6 +36,11 @@ class IndexFolderError(InputError):
     """A missing, truncated or foreign index folder; the message names the file."""
 
 
+def is_uri(location: object) -> bool:
+    """A vector-database URI (``milvus://``, ``milvus-lite://``) rather than an index folder."""
+    return isinstance(location, str) and location.startswith(("milvus://", "milvus-lite://"))
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
     """The manifest of an index folder, checked for format and for every file it names."""
     path = folder / MANIFEST

@@ -69,7 +69,86 @@ def parse_filters(filters: Mapping[str, Any] | Sequence[str] | None) -> dict[str
     return out
 
 
-class SearchIndex:
+class QueryBase:
+    """What every backend shares: embedding queries (with the identity check) and the query flow.
+
+    A backend provides ``model_identity``, ``row_of(uid)``, ``vector_of(row)``, ``patient_of_row(row)``,
+    ``patient_of_file(image)`` and ``search_vectors(...)``."""
+
+    model_identity: dict[str, Any]
+    _model: Any = None
+
+    # ---- query ----------------------------------------------------------------------------
+    def query(self, images: Sequence[Any] = (), texts: Sequence[str] = (), uids: Sequence[str] = (), *,
+              k: int = 10, filters: Mapping[str, Any] | Sequence[str] | None = None,
+              exclude_same_patient: bool = False, model: Any = None) -> list[QueryResult]:
+        """Neighbours of each image (path, bytes or array), text and indexed UID, best first.
+
+        ``model``: an already loaded model (else the index's model is loaded through
+        ``radzoo.load``); checked against the index's identity either way.
+        """
+        k = check_k(k)
+        wanted = parse_filters(filters)
+        images, texts, uids = list(images or ()), list(texts or ()), list(uids or ())
+        if not (images or texts or uids):
+            raise InputError("give images, texts or uids to search for")
+        labels, vectors, self_rows, patients = [], [], [], []
+        for uid in uids:
+            row = self.row_of(uid)
+            labels.append(f"uid:{uid}")
+            vectors.append(self.vector_of(row))
+            self_rows.append(row)
+            patients.append(self.patient_of_row(row))
+        if images:
+            for i, (img, v) in enumerate(zip(images, self.embed_images(images, model), strict=True)):
+                labels.append(f"image:{_label(img, i)}")
+                vectors.append(v)
+                self_rows.append(None)
+                patients.append(self.patient_of_file(img))
+        if texts:
+            for t, v in zip(texts, self.embed_texts(texts, model), strict=True):
+                labels.append(f"text:{t}")
+                vectors.append(v)
+                self_rows.append(None)
+                patients.append(None)
+        return self.search_vectors(labels, vectors, k=k, filters=wanted, own_rows=self_rows,
+                                   patients=patients if exclude_same_patient else None)
+
+    # ---- embedding queries ----------------------------------------------------------------
+    def query_model(self, model: Any = None) -> Any:
+        """The model that embeds queries: given, or the index's, through ``radzoo.load``."""
+        if model is None or isinstance(model, (str, os.PathLike)):
+            if self._model is None or model is not None:
+                from radzoo.resolve import load
+
+                ident = self.model_identity
+                self._model = load(model or ident["model"], precision=ident.get("precision", "fp32"),
+                                   random_weights=bool(ident.get("random_weights")) and model is None)
+            return self._model
+        return model
+
+    def embed_images(self, images: Sequence[Any], model: Any = None) -> np.ndarray:
+        from radzoo.extract.state import identity_of
+
+        m = self.query_model(model)
+        check_same(self.model_identity, identity_of(m, self.model_identity["output"]).to_dict(), "image query")
+        return m.embed(list(images), output=self.model_identity["output"])
+
+    def embed_texts(self, texts: Sequence[str], model: Any = None) -> np.ndarray:
+        from radzoo.extract.state import identity_of
+        from radzoo.resolve import JOINT_OUTPUT
+        from radzoo.zoo.registry import get_spec, is_registered
+
+        name = self.model_identity.get("model")
+        if model is None and is_registered(str(name)) and "text" not in get_spec(str(name)).capabilities:
+            require_text(self.model_identity, None)  # refuse before loading an image-only model
+        m = self.query_model(model)
+        require_text(self.model_identity, m)
+        check_same(self.model_identity, identity_of(m, JOINT_OUTPUT).to_dict(), "text query")
+        return m.embed_text(list(texts))
+
+
+class SearchIndex(QueryBase):
     """An opened local index: keys table, vectors, FAISS store, tombstones."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -106,42 +185,6 @@ class SearchIndex:
         from radzoo.search.index_build import index_info
 
         return index_info(self.path)
-
-    # ---- query ----------------------------------------------------------------------------
-    def query(self, images: Sequence[Any] = (), texts: Sequence[str] = (), uids: Sequence[str] = (), *,
-              k: int = 10, filters: Mapping[str, Any] | Sequence[str] | None = None,
-              exclude_same_patient: bool = False, model: Any = None) -> list[QueryResult]:
-        """Neighbours of each image (path, bytes or array), text and indexed UID, best first.
-
-        ``model``: an already loaded model (else the index's model is loaded through
-        ``radzoo.load``); checked against the index's identity either way.
-        """
-        k = check_k(k)
-        wanted = parse_filters(filters)
-        images, texts, uids = list(images or ()), list(texts or ()), list(uids or ())
-        if not (images or texts or uids):
-            raise InputError("give images, texts or uids to search for")
-        labels, vectors, self_rows, patients = [], [], [], []
-        for uid in uids:
-            row = self.row_of(uid)
-            labels.append(f"uid:{uid}")
-            vectors.append(np.asarray(self.store.vectors[row], np.float32))
-            self_rows.append(row)
-            patients.append(self._columns["patient_key"][row])
-        if images:
-            for i, (img, v) in enumerate(zip(images, self.embed_images(images, model), strict=True)):
-                labels.append(f"image:{_label(img, i)}")
-                vectors.append(v)
-                self_rows.append(None)
-                patients.append(self.patient_of_file(img))
-        if texts:
-            for t, v in zip(texts, self.embed_texts(texts, model), strict=True):
-                labels.append(f"text:{t}")
-                vectors.append(v)
-                self_rows.append(None)
-                patients.append(None)
-        return self.search_vectors(labels, vectors, k=k, filters=wanted, own_rows=self_rows,
-                                   patients=patients if exclude_same_patient else None)
 
     def search_vectors(self, labels: Sequence[str], vectors: Sequence[np.ndarray], *, k: int,
                        filters: Mapping[str, list[str]], own_rows: Sequence[int | None] | None = None,
@@ -188,6 +231,12 @@ class SearchIndex:
         raise InputError(f"uid {uid!r} is not in index {self.path} (give the SOP Instance UID as the extraction "
                          f"stored it{', pseudonymised' if self.pseudonymized else ''})")
 
+    def vector_of(self, row: int) -> np.ndarray:
+        return np.asarray(self.store.vectors[row], np.float32)
+
+    def patient_of_row(self, row: int) -> str | None:
+        return self._columns["patient_key"][row]
+
     @property
     def pseudonymized(self) -> bool:
         return any(v.get("pseudonymized") for v in self.manifest.get("sources", {}).values())
@@ -216,52 +265,7 @@ class SearchIndex:
             hits.append(hit)
         return hits
 
-    # ---- embedding queries ----------------------------------------------------------------
-    def query_model(self, model: Any = None) -> Any:
-        """The model that embeds queries: given, or the index's, through ``radzoo.load``."""
-        if model is None or isinstance(model, (str, os.PathLike)):
-            if self._model is None or model is not None:
-                from radzoo.resolve import load
-
-                ident = self.model_identity
-                self._model = load(model or ident["model"], precision=ident.get("precision", "fp32"),
-                                   random_weights=bool(ident.get("random_weights")) and model is None)
-            return self._model
-        return model
-
-    def embed_images(self, images: Sequence[Any], model: Any = None) -> np.ndarray:
-        from radzoo.extract.state import identity_of
-
-        m = self.query_model(model)
-        check_same(self.model_identity, identity_of(m, self.model_identity["output"]).to_dict(), "image query")
-        return m.embed(list(images), output=self.model_identity["output"])
-
-    def embed_texts(self, texts: Sequence[str], model: Any = None) -> np.ndarray:
-        from radzoo.extract.state import identity_of
-        from radzoo.resolve import JOINT_OUTPUT
-        from radzoo.zoo.registry import get_spec, is_registered
-
-        name = self.model_identity.get("model")
-        if model is None and is_registered(str(name)) and "text" not in get_spec(str(name)).capabilities:
-            require_text(self.model_identity, None)  # refuse before loading an image-only model
-        m = self.query_model(model)
-        require_text(self.model_identity, m)
-        check_same(self.model_identity, identity_of(m, JOINT_OUTPUT).to_dict(), "text query")
-        return m.embed_text(list(texts))
-
-
 def _label(image: Any, i: int) -> str:
     if isinstance(image, (str, os.PathLike)):
         return Path(image).name
     return f"#{i}"
-
-
-def open_index(location: str | os.PathLike[str]) -> Any:
-    """A local index folder, or a vector database by URI (``milvus://host:port/collection``,
-    ``milvus-lite:///path/file.db?collection=name``)."""
-    text = os.fspath(location)
-    if text.startswith(("milvus://", "milvus-lite://")):
-        from radzoo.search.milvus_backend import MilvusIndex
-
-        return MilvusIndex.open(text)
-    return SearchIndex(location)

@@ -56,7 +56,7 @@ class SimilarCases:
             index = self.index()
         except InputError as exc:
             return {"available": False, "error": str(exc).replace(str(self.location), "<index>")}
-        ann = dict(index.manifest.get("ann") or {})
+        ann = dict(index.manifest.get("ann") or {}) if isinstance(index.manifest, dict) else {}
         return {"available": True, "model": index.model_identity, "rows": len(index), "backend": index.backend,
                 "recall_at_10": ann.get("recall_at_10"), "pseudonymized": index.pseudonymized,
                 "filters": list(_filter_fields())}
@@ -82,9 +82,9 @@ class SimilarCases:
         for uid in uids:
             row = index.row_of(uid)
             labels.append(f"uid:{uid}")
-            vectors.append(np.asarray(index.store.vectors[row], np.float32))
+            vectors.append(index.vector_of(row))
             own.append(row)
-            patients.append(index._columns["patient_key"][row])
+            patients.append(index.patient_of_row(row))
         if images:
             self._embed_images(index, images, labels, vectors, own, patients, errors)
         if texts:
