@@ -92,3 +92,41 @@ def test_auth_and_models_route_shows_the_index(server) -> None:
     index = models["index"]
     assert index["available"] and index["model"]["model"] == MODEL and index["rows"] > 8
     assert index["backend"] == "faiss-exact" and "modality" in index["filters"]
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+                    reason="Debian chromium + chromium-driver are not installed (.ci/run installs them with apt)")
+def test_page_similar_cases_panel(server, search_index: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--window-size=1400,2000",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium_profile')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        driver.get(server.url + "/")
+        driver.find_element("id", "api-key").send_keys(KEY + Keys.TAB)
+        wait = WebDriverWait(driver, 180, poll_frequency=0.2)
+        wait.until(lambda d: d.find_element("id", "model").get_attribute("value") == MODEL)
+        assert driver.find_element("id", "similar-tools").is_displayed()
+        png = sorted((search_index.parent / "pngs").glob("*.png"))[0]
+        driver.execute_script("document.body.dataset.state = 'idle'")
+        driver.find_element("id", "image-file").send_keys(str(png.resolve()))
+        state = wait.until(lambda d: d.execute_script(
+            "return ['done','error'].includes(document.body.dataset.state) && document.body.dataset.state"))
+        assert state == "done", driver.find_element("id", "error").text
+        rows = driver.find_elements("css selector", "#similar-table tbody tr")
+        assert len(rows) == 10
+        assert wait.until(lambda d: d.execute_script(
+            "const i = document.querySelector('#similar-table img.thumb'); return i && i.complete && i.naturalWidth"))
+    finally:
+        driver.quit()
