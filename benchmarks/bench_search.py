@@ -15,10 +15,17 @@ product builds it, hnswlib, usearch):
 * the low-memory mode: IVF-PQ (``--pq-m`` bytes per vector) with exact re-ranking of ``--rerank``
   candidates from the memory-mapped float32 vectors, with its recall, p50 and memory.
 
+``--http``: the NIH images embedded by a random-weight ``mococxr_resnet50`` (``radzoo extract``),
+indexed (``radzoo index build``) and served (``radzoo serve --index``); ``POST /v1/search`` p50 at
+``--clients`` concurrent clients for image queries (plain and filtered), with the
+server-reported split of an image query's time between embedding and search. The extraction is
+kept in ``--work`` and also feeds ``--extract``.
+
 Usage::
 
     python benchmarks/bench_search.py --n 1000000 --dim 768 [--threads 2] [--candidates faiss,hnswlib,usearch]
     python benchmarks/bench_search.py --extract EXTRACT_DIR     # real embeddings (e.g. of the NIH images)
+    python benchmarks/bench_search.py --http [--clients 8] [--requests 80] [--work DIR]
 
 Smoke run: ``--n 20000 --dim 64 --queries 50``. The machine may be shared: compare the numbers
 printed in one run.
@@ -153,7 +160,14 @@ def main() -> None:
     ap.add_argument("--pq-m", type=int, default=96, help="low-memory mode: PQ bytes per vector")
     ap.add_argument("--rerank", type=int, default=100, help="low-memory mode: candidates re-ranked exactly")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--http", action="store_true", help="POST /v1/search latency on a real server (NIH images)")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--requests", type=int, default=80)
+    ap.add_argument("--work", type=Path, default=None, help="--http: folder for the model, extraction and index")
     args = ap.parse_args()
+    if args.http:
+        http(args)
+        return
 
     from radzoo.search.faiss_backend import FaissStore, exact_knn, faiss_module
 
@@ -271,6 +285,66 @@ def low_memory(xb: np.ndarray, xq: np.ndarray, truth: np.ndarray, exact_ms: floa
                   f"build {secs:.0f} s, RSS +{grew:.0f} MB (codes {len(xb) * m / 1e6:.0f} MB; vectors on disk), "
                   f"recall@10 {recall(found, truth):.4f}, p50 {ms:.3f} ms, {exact_ms / ms:.0f}x exact", flush=True)
         ivf = None
+
+
+def http(args: argparse.Namespace) -> None:
+    """POST /v1/search at ``--clients`` concurrent clients: uid queries and image queries."""
+    import base64
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    from bench_serving import MODEL, find_images, prepare_home, start_server
+
+    import radzoo
+    from radzoo.extract.api import extract_features
+    from radzoo.search import build_index
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-search-http-"))
+    images = sorted(find_images(None)[0].parent.glob("*.png"))
+    runtime = prepare_home(work, "torch") if not (work / "models" / MODEL).is_dir() else "torch"
+    t0 = time.perf_counter()
+    model = radzoo.load(work / "models" / MODEL, runtime=runtime)
+    labels = images[0].parent.parent / "labels.csv"
+    extract_features(model, images, work / "extract", quiet=True, workers=0,
+                     metadata_csv=labels if labels.is_file() else None)
+    build_index([work / "extract"], work / "index")
+    print(f"# --http: {len(images)} NIH images embedded by random-weight {MODEL} and indexed in "
+          f"{time.perf_counter() - t0:.0f} s ({work})", flush=True)
+    os.environ["RADZOO_INDEX"] = str(work / "index")
+    proc, url = start_server(work, runtime)
+    local = threading.local()
+
+    def post(body: dict) -> tuple[float, dict]:
+        if not hasattr(local, "s"):
+            local.s = requests.Session()
+        t = time.perf_counter()
+        r = local.s.post(url + "/v1/search", json=body, timeout=300)
+        if r.status_code != 200:
+            raise RuntimeError(f"HTTP {r.status_code}: {r.text[:300]}")
+        return time.perf_counter() - t, r.json()
+
+    try:
+        payloads = [base64.b64encode(p.read_bytes()).decode() for p in images[:16]]
+        for name, make in (("image", lambda i: {"image": payloads[i % len(payloads)], "k": 10}),):
+            with ThreadPoolExecutor(args.clients) as pool:
+                list(pool.map(lambda i, m=make: post(m(i)), range(args.clients)))  # warm-up
+                out = list(pool.map(lambda i, m=make: post(m(i)), range(args.requests)))
+            lat = np.array([o[0] for o in out]) * 1000
+            embed = np.array([o[1]["timing_ms"]["embed"] for o in out])
+            search = np.array([o[1]["timing_ms"]["search"] for o in out])
+            share = float(np.median(search / (embed + search)))
+            print(f"POST /v1/search {name} queries, {args.clients} clients: p50 {np.percentile(lat, 50):.1f} ms, "
+                  f"p99 {np.percentile(lat, 99):.1f} ms; server-side embed p50 {np.median(embed):.1f} ms, search p50 "
+                  f"{np.median(search):.2f} ms (search = {share:.1%} of the query's server time)", flush=True)
+        with ThreadPoolExecutor(args.clients) as pool:
+            out = list(pool.map(lambda i: post({"image": payloads[0], "k": 10, "filters": {"view": "PA"}}),
+                                range(args.clients)))
+        print(f"POST /v1/search image + filter view=PA, {args.clients} clients: p50 "
+              f"{np.percentile([o[0] * 1000 for o in out], 50):.1f} ms", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 if __name__ == "__main__":
