@@ -206,3 +206,19 @@ def test_pseudonymised_extraction_keeps_pseudonyms_in_results(tmp_path: Path, se
     [res] = index.query(uids=[rows[0]["sop_instance_uid"]], k=3)
     assert all(len(h["path"]) == 32 for h in res.hits)
     assert np.isfinite([h["score"] for h in res.hits]).all()
+
+
+def test_text_queries_on_a_joint_image_text_index(tmp_path: Path, nih_pngs: list[Path]) -> None:
+    """A PRIOR-architecture index (its joint 'global' output): text queries rank the images."""
+    from radzoo.extract.api import extract_features
+    from radzoo.zoo.tiny import tiny_specs, write_test_vocab
+
+    prior = radzoo.build(tiny_specs()["tiny-random-prior"], tokenizer=write_test_vocab(tmp_path / "vocab"))
+    extract_features(prior, nih_pngs[:6], tmp_path / "ext", output="global", **FAST)
+    build_index([tmp_path / "ext"], tmp_path / "index")
+    [res] = open_index(tmp_path / "index").query(texts=["moderate left pleural effusion"], k=4, model=prior)
+    assert res.query.startswith("text:") and len(res.hits) == 4
+    assert all(a["score"] >= b["score"] for a, b in zip(res.hits, res.hits[1:], strict=False))
+    other = radzoo.build(tiny_specs()["tiny-random-prior"], tokenizer=write_test_vocab(tmp_path / "vocab2"), seed=5)
+    with pytest.raises(ModelMismatchError, match="revision differ"):
+        open_index(tmp_path / "index").query(texts=["effusion"], model=other)

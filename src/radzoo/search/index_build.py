@@ -67,7 +67,7 @@ def build_index(extract_dirs: Sequence[str | os.PathLike[str]], out: str | os.Pa
         added = sum(len(k) for k in new_keys)
         manifest["sources"] = sources
         if added == 0 and previous is not None:
-            log.info("index %s: no new rows", index_dir)
+            log.info("index build: no new rows")
             return previous
         _write_segment(index_dir, manifest, new_keys, new_vecs)
         _update_ann(index_dir, manifest, previous, rebuild, threads)
