@@ -222,3 +222,18 @@ def test_text_queries_on_a_joint_image_text_index(tmp_path: Path, nih_pngs: list
     other = radzoo.build(tiny_specs()["tiny-random-prior"], tokenizer=write_test_vocab(tmp_path / "vocab2"), seed=5)
     with pytest.raises(ModelMismatchError, match="revision differ"):
         open_index(tmp_path / "index").query(texts=["effusion"], model=other)
+
+
+def test_an_older_extraction_without_the_header_fields_still_indexes(extraction: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(extraction, old)
+    for shard in (old / "embeddings").glob("part-*.parquet"):
+        table = pq.read_table(shard)
+        pq.write_table(table.drop_columns(["patient_key", "modality", "view_position", "study_date"]), shard)
+    build_index([old], tmp_path / "index")
+    index = open_index(tmp_path / "index")
+    rows = index.keys.to_pylist()
+    assert rows and all(r["modality"] is None and r["patient_key"] is None for r in rows)
+    uid = next(r["sop_instance_uid"] for r in rows if r["sop_instance_uid"])
+    [res] = index.query(uids=[uid], k=3, exclude_same_patient=True)
+    assert len(res.hits) == 3
