@@ -166,6 +166,7 @@ def main() -> None:
     ap.add_argument("--pq-m", type=int, default=96, help="low-memory mode: PQ bytes per vector")
     ap.add_argument("--rerank", type=int, default=100, help="low-memory mode: candidates re-ranked exactly")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-low-memory", action="store_true", help="skip the IVF-PQ low-memory measurement")
     ap.add_argument("--http", action="store_true", help="POST /v1/search latency on a real server (NIH images)")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--requests", type=int, default=80)
@@ -250,7 +251,7 @@ def main() -> None:
                   f"{secs:.0f} s full build", flush=True)
         del keep, store, index
         faiss.omp_set_num_threads(args.threads)
-        if len(xb) >= 10_000:  # PQ training needs >= 256 points per sub-quantizer (and IVF lists to fill)
+        if len(xb) >= 10_000 and not args.no_low_memory:  # PQ training needs >= 256 points per sub-quantizer (and IVF lists to fill)
             low_memory(xb, xq, truth, exact_ms, args)
 
 
