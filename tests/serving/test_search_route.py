@@ -64,6 +64,11 @@ def test_image_query_with_thumbnails_and_patient_exclusion(server, search_index:
     uid = next(row["sop_instance_uid"] for row in open_index(search_index).keys.to_pylist() if row["modality"] == "CR")
     r = _post(server, {"uid": uid, "k": 5, "filters": {"modality": ["CR", "DX"]}})
     assert r.status_code == 200 and all(h["modality"] in ("CR", "DX") for h in r.json()["data"][0]["hits"])
+    from radzoo.search import remove_uids
+
+    remove_uids(search_index, [uid])  # a retracted image: gone from the running server's answers at once
+    r = _post(server, {"uid": uid, "k": 5})
+    assert r.status_code == 400 and "is not in index" in r.json()["error"]["message"]
     log = server.log()
     assert png.name not in log and uid not in log and str(search_index) not in log
 

@@ -35,6 +35,7 @@ class SimilarCases:
         self.endpoints = endpoints
         self.location = endpoints.settings.index
         self._index: Any = None
+        self._opened_stamp: int | None = None
         self._lock = threading.Lock()
 
     def index(self) -> Any:
@@ -42,11 +43,20 @@ class SimilarCases:
             raise CapabilityError("this server has no similar-case index; start it with `radzoo serve --index INDEX` "
                                   "(RADZOO_INDEX)")
         with self._lock:
-            if self._index is None:
+            stamp = self._stamp()
+            if self._index is None or stamp != self._opened_stamp:  # rebuilt, grown or pruned since: reopen
                 from radzoo.search import open_index
 
                 self._index = open_index(self.location)
+                self._opened_stamp = stamp
             return self._index
+
+    def _stamp(self) -> int | None:
+        """When the local index last committed (its manifest's mtime); None for a database URI."""
+        try:
+            return Path(self.location, "index.json").stat().st_mtime_ns
+        except (OSError, TypeError, ValueError):
+            return None
 
     def describe(self) -> dict[str, Any] | None:
         """What GET /models says about the index (no paths)."""
