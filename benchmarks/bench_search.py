@@ -101,14 +101,15 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(out))
 
 
-def build_candidate(name: str, xb: np.ndarray, threads: int) -> tuple[Any, Any, float, float]:
+def build_candidate(name: str, xb: np.ndarray, threads: int, ef_construction: int | None = None,
+                    ) -> tuple[Any, Any, float, float]:
     """(searcher(q) -> ids, object, build seconds, RSS growth MB)."""
     before, start = rss_mb(), time.perf_counter()
     if name == "faiss":
-        from radzoo.search.faiss_backend import faiss_module, new_hnsw
+        from radzoo.search.faiss_backend import EF_CONSTRUCTION, faiss_module, new_hnsw
 
         faiss = faiss_module()
-        index = new_hnsw(xb.shape[1])
+        index = new_hnsw(xb.shape[1], ef_construction=ef_construction or EF_CONSTRUCTION)
         for lo in range(0, len(xb), 100_000):
             index.add(xb[lo:lo + 100_000])
         from radzoo.search.faiss_backend import measure_recall
@@ -166,6 +167,7 @@ def main() -> None:
     ap.add_argument("--pq-m", type=int, default=96, help="low-memory mode: PQ bytes per vector")
     ap.add_argument("--rerank", type=int, default=100, help="low-memory mode: candidates re-ranked exactly")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ef-construction", type=int, default=None, help="FAISS HNSW efConstruction (default: the product's)")
     ap.add_argument("--no-low-memory", action="store_true", help="skip the IVF-PQ low-memory measurement")
     ap.add_argument("--http", action="store_true", help="POST /v1/search latency on a real server (NIH images)")
     ap.add_argument("--clients", type=int, default=8)
@@ -204,7 +206,7 @@ def main() -> None:
     keep: dict[str, Any] = {}
     for name in args.candidates.split(","):
         faiss.omp_set_num_threads(args.threads)
-        search, obj, secs, grew = build_candidate(name, xb, args.threads)
+        search, obj, secs, grew = build_candidate(name, xb, args.threads, args.ef_construction)
         faiss.omp_set_num_threads(1)
         found = np.concatenate([search(q[None]) for q in xq])
         ms = p50_ms(search, xq)
