@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 #: below this many rows the index is exact (no graph); above it, HNSW with measured recall
 EXACT_BELOW = 20_000
 HNSW_M = 32
-EF_CONSTRUCTION = 40
+EF_CONSTRUCTION = 128  # 40 (FAISS default) gave recall@10 0.94 at 200k x 768 clustered; 128 gave 1.000
 EF_SEARCH = 64
 #: build-time recall target: efSearch doubles (up to EF_MAX) until the sample reaches it
 RECALL_TARGET = 0.95
