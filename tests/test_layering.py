@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("radzoo.onnx", "radzoo.converters", "radzoo.zeroshot", "radzoo.graphs", "radzoo.heads"),
     ("radzoo.resolve", "radzoo.runtimes", "radzoo.artifacts"),
     ("radzoo.ct", "radzoo.training", "radzoo.extract", "radzoo.eval", "radzoo.pacs", "radzoo.dicom_out",
-     "radzoo.bench", "radzoo.serving"),
+     "radzoo.bench", "radzoo.serving", "radzoo.search"),
     ("radzoo.cli",),
 ]
 

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "radzoo.cli.task_heads",
     "radzoo.cli.ct",
     "radzoo.cli.extract",
+    "radzoo.cli.search",
     "radzoo.cli.train",
     "radzoo.cli.serve",
     "radzoo.cli.bento",

@@ -64,6 +64,19 @@ def register(sub: Any) -> None:
     _common_options(r)
     r.set_defaults(func=_retrieval)
 
+    c = tasks.add_parser("case-retrieval", help="similar-case index quality: P@k, mAP@10, NDCG@10 of same-label "
+                         "neighbours (patient excluded), ANN recall@10 apart")
+    c.add_argument("--index", required=True, help="a `radzoo index build` folder")
+    _data_options(c)
+    c.add_argument("--model", default=None, help="model for the random-init floor (default: the index's)")
+    c.add_argument("--baseline", action="append", default=[], choices=("raw-pixels", "random-init"),
+                   help="floor (repeatable): raw-pixels or random-init, searched exactly")
+    c.add_argument("--pixel-size", type=int, default=32, help="raw-pixels baseline: side of the downsampled image")
+    c.add_argument("--pseudonymize-key-file", help="the secret a pseudonymised index's extraction was written with")
+    c.add_argument("--cache", type=Path, help="where random-init embeddings are kept (default OUT/cache)")
+    _common_options(c)
+    c.set_defaults(func=_case_retrieval)
+
     z = tasks.add_parser("zero-shot", help="zero-shot accuracy / AUROC / F1 / kappa of an image-text model")
     add_model_options(z, runtime=False)
     _data_options(z, zero_shot=True)
@@ -225,5 +238,18 @@ def _zero_shot(args: argparse.Namespace) -> int:
     report = zero_shot(
         model, data, mode=args.mode, prompts=args.prompts, baselines=args.baseline, baseline_seed=args.baseline_seed,
         n_boot=args.bootstrap, seed=args.split_seed, batch_size=args.batch_size, out=args.out,
+    )
+    return _finish(report, args.out)
+
+
+def _case_retrieval(args: argparse.Namespace) -> int:
+    from radzoo.eval.tasks import case_retrieval
+    from radzoo.extract.pseudonym import read_secret
+
+    data = _read(args)
+    report = case_retrieval(
+        args.index, data, model=args.model, pseudonym_secret=read_secret(args.pseudonymize_key_file),
+        baselines=args.baseline, pixel_size=args.pixel_size, baseline_seed=args.baseline_seed,
+        n_boot=args.bootstrap, seed=args.split_seed, cache=args.cache, out=args.out, quiet=False,
     )
     return _finish(report, args.out)

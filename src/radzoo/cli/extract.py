@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--segmenter", default="auto", choices=("auto", "threshold", "lungmask"),
                    help="lung segmenter for CT models (auto: lungmask when installed, else threshold)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar (for logs)")
+    p.add_argument("--metadata", default=None, metavar="CSV",
+                   help="patient id, modality, view and study date for files without headers (PNG/JPEG), "
+                        "joined by path (columns path, patient_id, modality, view, study_date)")
     add_pacs_options(p)
     p.set_defaults(func=_run)
 
@@ -94,6 +97,7 @@ def _run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         segmenter=args.segmenter,
         head=args.head,
+        metadata_csv=args.metadata,
     )
     c = result.counts
     print(

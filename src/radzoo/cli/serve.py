@@ -48,13 +48,14 @@ def register(sub: Any) -> None:
     p.add_argument("--heads", help="comma-separated task head folders (radzoo head train) answering POST /classify; "
                                    "their base models must be served")
     p.add_argument("--min-image-side", type=int, help="smaller images are refused per item (default 16 px)")
+    p.add_argument("--index", help="similar-case index folder (or milvus:// URI) for POST /v1/search (RADZOO_INDEX)")
     p.add_argument("--config", type=Path, help="JSON or TOML file of settings (RADZOO_SERVE_CONFIG)")
     p.set_defaults(func=_serve)
 
 
 _FLAG_SETTINGS = (
     "models", "default_model", "runtime", "precision", "device", "host", "max_loaded_models", "max_batch_size",
-    "max_items", "max_body_mb", "max_in_flight", "url_allow_hosts", "min_image_side", "heads",
+    "max_items", "max_body_mb", "max_in_flight", "url_allow_hosts", "min_image_side", "heads", "index",
 )
 
 

@@ -10,7 +10,9 @@ Public API::
     zero_shot(model, data, mode="single-label", baselines=["random-init"]) -> EvalReport
     report.markdown(); report.to_dict(); report.write(out)
 
-``radzoo eval linear-probe | knn | retrieval | zero-shot`` is the command line.
+    case_retrieval("cases.idx", data, baselines=["raw-pixels"]) -> EvalReport   (a radzoo.search index)
+
+``radzoo eval linear-probe | knn | retrieval | zero-shot | case-retrieval`` is the command line.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ _EXPORTS = {
     "probe": "tasks",
     "retrieval": "tasks",
     "zero_shot": "tasks",
+    "case_retrieval": "tasks",
     "BASELINES": "tasks",
     "read_labels": "label_table",
     "LabelledData": "label_table",

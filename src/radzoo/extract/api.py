@@ -72,6 +72,7 @@ def extract_features(
     quiet: bool = False,
     segmenter: str = "auto",
     head: Any = None,
+    metadata_csv: str | os.PathLike[str] | None = None,
 ) -> ExtractResult:
     """Embed every image under ``inputs`` into ``out`` (Parquet shards + errors table + manifest).
 
@@ -101,6 +102,9 @@ def extract_features(
     ``head``: a task head (folder or ``TaskHead``), checked against the model; a model opened from a
     head folder (``radzoo.load(HEAD)``, or ``model=HEAD``) brings its own. Its calibrated
     probabilities become one ``probability:<label>`` column per label, with ``head_digest``.
+
+    ``metadata_csv``: patient id, modality, view and study date for files without a header (PNG,
+    JPEG), joined by path (``radzoo.extract.metadata``); rows carry them for ``radzoo.search``.
     """
     from radzoo.extract.local import cpu_count, run_local
 
@@ -214,6 +218,7 @@ def extract_features(
         quiet=quiet,
         volumes=volumes,
         head=task_head,
+        metadata=_metadata(metadata_csv),
     )
     status = "failed"
     try:
@@ -310,3 +315,11 @@ def _check_ct_options(zmodel: Any, engine: str, workers: int | None, segmenter: 
         log.warning("radzoo extract: --workers=%d does not apply to CT models: %s", workers, how)
     else:
         log.info("radzoo extract: CT model: %s; --workers does not apply", how)
+
+
+def _metadata(csv_path: str | os.PathLike[str] | None) -> Any:
+    if csv_path is None:
+        return None
+    from radzoo.extract.metadata import MetadataTable
+
+    return MetadataTable(csv_path)

@@ -17,7 +17,8 @@ from radzoo.extract.discovery import InputItem
 from radzoo.extract.session import Session
 from radzoo.extract.work import Failure, Prepared, embed_prepared, prepare_item
 
-_TEXT = ("path", "sha256", "sop_instance_uid", "series_instance_uid", "study_instance_uid", "error_type", "message")
+_UIDS = ("sop_instance_uid", "series_instance_uid", "study_instance_uid")
+_HEADER = ("patient_id", "modality", "view_position", "study_date")  # for radzoo.search
 
 
 def _prepare_batch(batch: dict[str, np.ndarray], preprocess: Any, modality: str) -> dict[str, np.ndarray]:
@@ -37,12 +38,14 @@ def _to_row(r: Prepared | Failure) -> dict[str, Any]:
             "ok": True, "skipped": False, "path": r.path, "sha256": r.sha256, "size": r.size, "mtime_ns": r.mtime_ns,
             "sop_instance_uid": r.sop_instance_uid or "", "series_instance_uid": r.series_instance_uid or "",
             "study_instance_uid": r.study_instance_uid or "", "error_type": "", "message": "",
+            **{k: getattr(r, k) or "" for k in _HEADER},
             "shape": ",".join(str(n) for n in r.pixels.shape), "data": r.pixels.tobytes(),
         }
     return {
         "ok": False, "skipped": r.skipped, "path": r.path, "sha256": "", "size": -1 if r.size is None else r.size,
         "mtime_ns": -1 if r.mtime_ns is None else r.mtime_ns, "sop_instance_uid": "", "series_instance_uid": "",
-        "study_instance_uid": "", "error_type": r.error_type, "message": r.message, "shape": "", "data": b"",
+        "study_instance_uid": "", "error_type": r.error_type, "message": r.message,
+        **dict.fromkeys(_HEADER, ""), "shape": "", "data": b"",
     }
 
 
@@ -63,7 +66,7 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
 
 
 def _from_row(row: dict[str, Any]) -> Prepared | Failure:
-    opt = {k: (str(row[k]) or None) for k in ("sop_instance_uid", "series_instance_uid", "study_instance_uid")}
+    opt = {k: (str(row[k]) or None) for k in (*_UIDS, *_HEADER)}
     if row["ok"]:
         shape = tuple(int(n) for n in str(row["shape"]).split(","))
         pixels = np.frombuffer(row["data"], dtype=np.float32).reshape(shape)

@@ -48,6 +48,7 @@ class Session:
     quiet: bool = False
     volumes: bool = False  # CT model: one row per volume/series with QA columns
     head: Any = None  # a radzoo.heads.TaskHead: its probabilities join every row
+    metadata: Any = None  # radzoo.extract.metadata.MetadataTable: header fields for files without headers
     run_id: str = field(default_factory=sink.new_run_id)
     counts: Counts = field(default_factory=Counts)
 
@@ -126,6 +127,7 @@ class Session:
                     "precision": self.ident.precision,
                     "extracted_at": now,
                     "run_id": self.run_id,
+                    **self._search_fields(p),
                     **self._extra(p),
                 }
             )
@@ -146,6 +148,17 @@ class Session:
         for row, p in zip(rows, probs, strict=True):
             row["head_digest"] = self.head.digest
             row.update({sink.head_column(lab): float(v) for lab, v in zip(self.head.labels, p, strict=True)})
+
+    def _search_fields(self, p: Prepared) -> dict[str, Any]:
+        """Patient key, modality, view and study date: the header's, else the metadata CSV's."""
+        found = {"patient_key": p.patient_id, "modality": p.modality,
+                 "view_position": p.view_position, "study_date": p.study_date}
+        if self.metadata is not None:
+            for k, v in self.metadata.lookup(p.path).items():
+                if not found.get(k):
+                    found[k] = v
+        found["patient_key"] = self.stored(found["patient_key"])
+        return found
 
     def _extra(self, p: Prepared) -> dict[str, Any]:
         extra = dict(p.extra or {})

@@ -54,8 +54,20 @@ def embeddings_schema(dim: int) -> pa.Schema:
             ("precision", pa.string()),  # fp32, bf16, fp16 or int8 (radzoo.runtimes)
             ("extracted_at", pa.timestamp("us", tz="UTC")),
             ("run_id", pa.string()),
+            *SEARCH_COLUMNS,
         ]
     )
+
+
+#: header fields for similar-case search (``radzoo.search``): patient key (PatientID, pseudonymised
+#: with the paths when the run is), modality, view position and study date (YYYYMMDD), from the
+#: header or ``--metadata CSV``. Appended last: older shards lack them and read back as nulls.
+SEARCH_COLUMNS = [
+    ("patient_key", pa.string()),
+    ("modality", pa.string()),
+    ("view_position", pa.string()),
+    ("study_date", pa.string()),
+]
 
 
 #: extra columns of a CT row (graph-CT QA; rows exist only for volumes that passed QA)

@@ -31,6 +31,11 @@ class Prepared:
     series_instance_uid: str | None = None
     study_instance_uid: str | None = None
     extra: dict[str, Any] | None = None  # model-kind specific columns (CT: QA), merged into the row
+    # header fields the similar-case search filters on (None where the file has no header)
+    patient_id: str | None = None
+    modality: str | None = None
+    view_position: str | None = None
+    study_date: str | None = None
 
 
 @dataclass
@@ -96,6 +101,10 @@ def prepare_data(path: str, data: bytes, size: int | None, mtime: int | None, pr
         sop_instance_uid=image.sop_instance_uid,
         series_instance_uid=image.series_instance_uid,
         study_instance_uid=image.study_instance_uid,
+        patient_id=image.patient_id,
+        modality=image.modality,
+        view_position=image.view_position,
+        study_date=image.study_date,
     )
 
 

@@ -170,6 +170,8 @@ def header_info(ds: Any, frame: int = 0) -> dict[str, Any]:
         "sop_instance_uid": _str(ds.get("SOPInstanceUID")),
         "series_instance_uid": _str(ds.get("SeriesInstanceUID")),
         "study_instance_uid": _str(ds.get("StudyInstanceUID")),
+        "patient_id": _str(ds.get("PatientID")),
+        "study_date": _str(ds.get("StudyDate")),
         "bits_stored": _int_or(ds.get("BitsStored"), None),
         "n_frames": max(n_frames, 1),
         "transfer_syntax": str(ts) if ts else None,

@@ -47,6 +47,8 @@ class Image:
     sop_instance_uid: str | None = None
     series_instance_uid: str | None = None
     study_instance_uid: str | None = None
+    patient_id: str | None = None  # DICOM PatientID (extraction stores it pseudonymised when asked)
+    study_date: str | None = None  # DICOM StudyDate, YYYYMMDD
     bits_stored: int | None = None
     n_frames: int = 1
     frame: int = 0

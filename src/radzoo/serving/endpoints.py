@@ -35,6 +35,7 @@ from radzoo.serving.schemas import (
 )
 from radzoo.serving.served_heads import ServedHeads
 from radzoo.serving.settings import ServeSettings
+from radzoo.serving.similar_cases import SimilarCases
 from radzoo.serving.url_fetch import UrlFetcher
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ class Endpoints:
     """The server's operations over one :class:`ModelPool`."""
 
     #: Routes the service exposes (listed by GET /models so clients can discover them).
-    ROUTES = ("/v1/embeddings", "/embed", "/zero_shot", "/ground", "/display", "/ct_features", "/models", "/classify")
+    ROUTES = ("/v1/embeddings", "/embed", "/zero_shot", "/ground", "/display", "/ct_features", "/models",
+              "/classify", "/v1/search")
 
     def __init__(self, settings: ServeSettings, pool: ModelPool | None = None) -> None:
         self.settings = settings
@@ -55,6 +57,7 @@ class Endpoints:
         if missing:
             raise InputError(f"served heads need base model(s) {missing}, which are not among the served models "
                              f"{list(settings.models)}: add them to --models")
+        self.similar = SimilarCases(self)
         for name in _TEXT_LOGGERS:
             logger = logging.getLogger(name)
             if not any(isinstance(f, _NoRequestText) for f in logger.filters):
@@ -84,7 +87,13 @@ class Endpoints:
             "precision": self.settings.precision,
             "endpoints": list(self.ROUTES),
             "heads": self.heads.describe(),
+            "index": self.similar.describe(),
         }
+
+    # ---- POST /v1/search -------------------------------------------------------------------------
+    def search(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Similar cases by image, text or indexed UID (``radzoo.serving.similar_cases``)."""
+        return self.similar.search(fields)
 
     # ---- POST /v1/embeddings and /embed ---------------------------------------------------------
     def embeddings(self, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -185,17 +194,21 @@ class Endpoints:
     # ---- POST /display -------------------------------------------------------------------------
     def display(self, fields: Mapping[str, Any]) -> bytes:
         """The image as the server decoded it (DICOM: modality/VOI LUT applied), as an 8-bit PNG."""
+        req = parse_request(DisplayRequest, fields)
+        return self.display_png(image_bytes(req.image, 0, self.fetcher), req.max_side)
+
+    def display_png(self, data: bytes, max_side: int) -> bytes:
+        """``data`` decoded as the server decodes it, as an 8-bit PNG of at most ``max_side`` pixels."""
         import io
 
         from PIL import Image as PILImage
 
         from radzoo.io import read_image
 
-        req = parse_request(DisplayRequest, fields)
-        image = read_image(image_bytes(req.image, 0, self.fetcher), max_pixels=self.settings.max_pixels)
+        image = read_image(data, max_pixels=self.settings.max_pixels)
         pixels = np.clip(np.nan_to_num(np.asarray(image.pixels, dtype=np.float32)), 0.0, 1.0)
         picture = PILImage.fromarray(np.round(pixels * 255).astype(np.uint8), mode="L")
-        picture.thumbnail((req.max_side, req.max_side), PILImage.Resampling.LANCZOS)
+        picture.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
         out = io.BytesIO()
         picture.save(out, format="PNG")
         return out.getvalue()

@@ -75,6 +75,23 @@ class DisplayRequest(BaseModel):
     max_side: int = Field(default=1024, ge=64, le=4096, description="longest side of the PNG returned, in pixels")
 
 
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    image: list[str] | str | None = Field(
+        default=None, description="query image(s): base64 strings or data URLs (DICOM, PNG, JPEG)")
+    text: list[str] | str | None = Field(
+        default=None, description="query text(s); indexes of joint image-text models (PRIOR, LoVT) only")
+    uid: list[str] | str | None = Field(
+        default=None, description="SOP Instance UID(s) of indexed images, as the extraction stored them")
+    k: int = Field(default=10, description="neighbours per query, 1..1000")
+    filters: dict[str, str | list[str]] | None = Field(
+        default=None, description="field -> value(s): modality, view_position (view), study_date (YYYYMMDD or "
+        "FROM..TO), patient_key, source, study_instance_uid, series_instance_uid")
+    exclude_same_patient: bool = Field(default=False, description="leave out the query patient's images")
+    thumbnails: bool = Field(default=False, description="PNG thumbnails of hits whose source this server can read")
+
+
 class ZeroShotItem(BaseModel):
     index: int
     probabilities: dict[str, float]
@@ -180,3 +197,4 @@ ZeroShotInput = _loose(ZeroShotRequest, "ZeroShotInput")
 GroundInput = _loose(GroundRequest, "GroundInput")
 ClassifyInput = _loose(ClassifyRequest, "ClassifyInput")
 DisplayInput = _loose(DisplayRequest, "DisplayInput")
+SearchInput = _loose(SearchRequest, "SearchInput")

@@ -32,6 +32,7 @@ from radzoo.serving.schemas import (
     EmbeddingsResponse,
     GroundInput,
     GroundMap,
+    SearchInput,
     ZeroShotInput,
     ZeroShotResponse,
 )
@@ -128,6 +129,12 @@ class RadzooService:
     ) -> dict:
         """Lung CT features (graph-CT): subject embedding, node embeddings and QA."""
         return answer("ct_features", self.endpoints.ct_features, file, model, nodes=nodes, require_qa=require_qa)
+
+    @bentoml.api(route="/v1/search", input_spec=SearchInput)
+    def search(self, **fields: Any) -> dict:
+        """Similar cases from the server's index (``radzoo serve --index``): ranked neighbours of
+        images, texts (joint image-text indexes) or indexed UIDs, with scores and stored keys."""
+        return answer("search", self.endpoints.search, fields)
 
 
 RadzooService.mount_asgi_app(web_app(), path="")

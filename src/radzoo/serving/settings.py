@@ -44,6 +44,7 @@ ENV_NAMES = {
     "url_max_mb": "RADZOO_URL_MAX_MB",
     "url_timeout_s": "RADZOO_URL_TIMEOUT_S",
     "heads": "RADZOO_HEADS",
+    "index": "RADZOO_INDEX",
 }
 CONFIG_FILE_ENV = "RADZOO_SERVE_CONFIG"
 
@@ -74,6 +75,7 @@ class ServeSettings:
     url_max_mb: float = 16.0  # size limit of one fetched image
     url_timeout_s: float = 10.0  # time limit of one fetch, connection to last byte
     heads: tuple[str, ...] = ()  # task head folders answering POST /classify (radzoo head train)
+    index: str | None = None  # similar-case index folder or milvus:// URI behind POST /v1/search
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIME_CHOICES:

@@ -7,6 +7,7 @@ let models = [];
 let heads = []; // the /models "heads" rows (task heads answering /classify)
 let current = null; // the selected /models row
 let imageB64 = null; // the chosen image file as base64 (no data: prefix: the server sniffs the content)
+let searchIndex = null; // GET /models "index": the similar-case index behind POST /v1/search, if any
 
 const $ = (id) => document.getElementById(id);
 const has = (capability) => Boolean(current && current.capabilities && current.capabilities.includes(capability));
@@ -109,6 +110,7 @@ async function loadModels() {
     const body = await (await call("Listing the models", "/models", { headers: requestHeaders(false) })).json();
     models = body.data;
     heads = body.heads || [];
+    searchIndex = body.index && body.index.available ? body.index : null;
     const select = $("model");
     select.innerHTML = "";
     for (const m of models) {
@@ -156,6 +158,7 @@ function selectModel() {
   $("text-tools").hidden = !(has("zero_shot") || has("ground"));
   $("ct-section").hidden = !has("ct");
   showHeads();
+  $("similar-tools").hidden = !similarShown();
   if (imageB64 && has("embed")) analyzeImage();
 }
 
@@ -256,6 +259,7 @@ function analyzeImage() {
   if (has("zero_shot")) textTasks.push(scoreLabels);
   if (has("ground")) textTasks.push(showHeatmap);
   if (modelHeads().length) textTasks.push(classifyImage);
+  if (similarShown()) textTasks.push(findSimilar);
   return run("image-status", [showEmbedding, showDecoded], textTasks);
 }
 
@@ -268,6 +272,45 @@ function readFile(file) {
   };
   reader.onerror = () => showError(`Reading ${file.name} failed in the browser`);
   reader.readAsDataURL(file);
+}
+
+// ---- similar cases (POST /v1/search) -------------------------------------------------------------------
+// Shown when the server has an index built with the selected model: its queries are embedded by it.
+function similarShown() {
+  return Boolean(searchIndex && current && searchIndex.model && searchIndex.model.model === current.id);
+}
+
+async function findSimilar() {
+  const k = Number($("similar-k").value) || 10;
+  const body = await (await postJSON("Searching similar cases", "/v1/search", {
+    image: imageB64, k, exclude_same_patient: $("similar-exclude").checked, thumbnails: true,
+  })).json();
+  $("similar-index").textContent = `${searchIndex.rows} indexed images, ${body.backend}` +
+    (searchIndex.pseudonymized ? ", pseudonymised keys" : "");
+  const table = $("similar-table");
+  table.innerHTML = "";
+  const head = table.createTHead().insertRow();
+  for (const h of ["#", "score", "", "modality", "view", "patient", "study date", "key"]) {
+    const th = document.createElement("th");
+    th.textContent = h;
+    head.append(th);
+  }
+  const tbody = table.createTBody();
+  for (const hit of body.data[0].hits) {
+    const tr = tbody.insertRow();
+    tr.insertCell().textContent = String(hit.rank);
+    tr.insertCell().textContent = hit.score.toFixed(4);
+    const cell = tr.insertCell();
+    if (hit.thumbnail) {
+      const img = document.createElement("img");
+      img.src = hit.thumbnail;
+      img.className = "thumb";
+      img.alt = `neighbour ${hit.rank}`;
+      cell.append(img);
+    }
+    for (const key of ["modality", "view_position", "patient_key", "study_date"]) tr.insertCell().textContent = hit[key] || "";
+    tr.insertCell().textContent = hit.sop_instance_uid || hit.path || "";
+  }
 }
 
 // ---- a lung CT ---------------------------------------------------------------------------------------
@@ -312,6 +355,7 @@ $("ct-file").addEventListener("change", () => { if ($("ct-file").files[0]) analy
 $("score").addEventListener("click", () => imageB64 && run("image-status", [scoreLabels]));
 $("ground").addEventListener("click", () => imageB64 && run("image-status", [showHeatmap]));
 $("classify").addEventListener("click", () => imageB64 && run("image-status", [classifyImage]));
+$("similar").addEventListener("click", () => imageB64 && run("image-status", [findSimilar]));
 const drop = $("drop");
 drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));

@@ -1,0 +1,362 @@
+"""Similar-case search: embedded ANN candidates against exact search, measured in one run.
+
+On N x D clustered synthetic unit vectors (``--clusters`` Gaussian centres, queries drawn fresh from
+the same mixture, never indexed) or on the rows of a real ``radzoo extract`` output (``--extract``;
+queries are held-out rows), for each candidate in ``--candidates`` (faiss = FAISS HNSW32 as the
+product builds it, hnswlib, usearch):
+
+* build time and resident memory (RSS growth while building, plus the serialised size);
+* recall@10 against exact inner-product search (``faiss.knn``) and single-query p50 latency, and
+  the ratio to exact search's single-query p50 (FAISS ``IndexFlatIP``);
+* FAISS only: in-search filters through ``radzoo.search.faiss_backend.FaissStore`` (an allowed-rows
+  mask applied inside the graph walk; 50 % and 1 % of rows allowed, and the query patient's
+  exclusion) with their p50 next to the unfiltered one; adding ``--add`` rows (graph add + write +
+  reload) as a share of the full build; tombstones (a mask over removed rows) at query time;
+* the low-memory mode: IVF-PQ (``--pq-m`` bytes per vector) with exact re-ranking of ``--rerank``
+  candidates from the memory-mapped float32 vectors, with its recall, p50 and memory.
+
+``--http``: the NIH images embedded by a random-weight ``mococxr_resnet50`` (``radzoo extract``),
+indexed (``radzoo index build``) and served (``radzoo serve --index``); ``POST /v1/search`` p50 at
+``--clients`` concurrent clients for image queries (plain and filtered), with the
+server-reported split of an image query's time between embedding and search. The extraction is
+kept in ``--work`` and also feeds ``--extract``.
+
+Usage::
+
+    python benchmarks/bench_search.py --n 1000000 --dim 768 [--threads 2] [--candidates faiss,hnswlib,usearch]
+    python benchmarks/bench_search.py --extract EXTRACT_DIR     # real embeddings (e.g. of the NIH images)
+    python benchmarks/bench_search.py --http [--clients 8] [--requests 80] [--work DIR]
+
+Smoke run: ``--n 20000 --dim 64 --queries 50``. The machine may be shared: compare the numbers
+printed in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # a shared machine: idle OpenMP threads must not spin
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+K = 10
+TUNED: dict[str, int] = {}  # FAISS efSearch chosen by the build-time recall tuning
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def clustered(n: int, dim: int, clusters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` indexed and 1000 query unit vectors from one Gaussian mixture (centres ~ N(0, 1), spread 0.6)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
+    out = np.empty((n + 1000, dim), np.float32)
+    for lo in range(0, n + 1000, 100_000):
+        hi = min(lo + 100_000, n + 1000)
+        pick = rng.integers(0, clusters, hi - lo)
+        out[lo:hi] = centres[pick] + 0.6 * rng.standard_normal((hi - lo, dim), dtype=np.float32)
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out[:n], out[n:]
+
+
+def real(extract: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from radzoo.search.extract_source import read_new_rows
+
+    rows = read_new_rows(extract, set())
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(rows.vectors))
+    held = max(1, len(order) // 10)
+    return rows.vectors[order[held:]], rows.vectors[order[:held]]
+
+
+def p50_ms(fn: Any, queries: np.ndarray) -> float:
+    fn(queries[:1])
+    times = []
+    for q in queries:
+        start = time.perf_counter()
+        fn(q[None])
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """recall@10: share of each query's true neighbours found (fewer than 10 when few rows qualify)."""
+    out = []
+    for a, b in zip(found, truth, strict=True):
+        t = {int(x) for x in b[:K] if x >= 0}
+        if t:
+            out.append(len(t & {int(x) for x in a[:K]}) / len(t))
+    return float(np.mean(out))
+
+
+def build_candidate(name: str, xb: np.ndarray, threads: int, ef_construction: int | None = None,
+                    ) -> tuple[Any, Any, float, float]:
+    """(searcher(q) -> ids, object, build seconds, RSS growth MB)."""
+    before, start = rss_mb(), time.perf_counter()
+    if name == "faiss":
+        from radzoo.search.faiss_backend import EF_CONSTRUCTION, faiss_module, new_hnsw
+
+        faiss = faiss_module()
+        index = new_hnsw(xb.shape[1], ef_construction=ef_construction or EF_CONSTRUCTION)
+        for lo in range(0, len(xb), 100_000):
+            index.add(xb[lo:lo + 100_000])
+        from radzoo.search.faiss_backend import measure_recall
+
+        tuned = measure_recall(index, xb)  # what `radzoo index build` does: efSearch raised to recall 0.95
+        print(f"faiss: build-time tuning chose efSearch {tuned['ef_search']} "
+              f"(sample recall@10 {tuned['recall_at_10']:.4f})", flush=True)
+        TUNED["ef"] = tuned["ef_search"]
+        params = faiss.SearchParametersHNSW(efSearch=tuned["ef_search"])
+        search = lambda q: index.search(q, K, params=params)[1]  # noqa: E731
+        obj = index
+    elif name == "hnswlib":
+        import hnswlib
+
+        obj = hnswlib.Index(space="ip", dim=xb.shape[1])
+        obj.init_index(max_elements=len(xb), M=16, ef_construction=100)
+        obj.add_items(xb, num_threads=threads)
+        obj.set_ef(64)
+        search = lambda q: obj.knn_query(q, k=K, num_threads=1)[0]  # noqa: E731
+    elif name == "usearch":
+        from usearch.index import Index
+
+        obj = Index(ndim=xb.shape[1], metric="ip", dtype="f32", connectivity=16, expansion_add=128, expansion_search=64)
+        obj.add(np.arange(len(xb)), xb, threads=threads)
+        search = lambda q: obj.search(q, K, threads=1).keys[None] if q.shape[0] == 1 else obj.search(q, K).keys  # noqa: E731
+    else:
+        raise SystemExit(f"unknown candidate {name!r}")
+    return search, obj, time.perf_counter() - start, rss_mb() - before
+
+
+def serialised_mb(name: str, obj: Any) -> float:
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "index")
+        if name == "faiss":
+            from radzoo.search.faiss_backend import faiss_module
+
+            faiss_module().write_index(obj, path)
+        elif name == "hnswlib":
+            obj.save_index(path)
+        else:
+            obj.save(path)
+        return os.path.getsize(path) / 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--dim", type=int, default=768)
+    ap.add_argument("--clusters", type=int, default=1000)
+    ap.add_argument("--extract", type=Path, default=None, help="real embeddings: a radzoo extract output")
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--candidates", default="faiss,hnswlib,usearch")
+    ap.add_argument("--add", type=int, default=10_000, help="rows added to the built FAISS graph")
+    ap.add_argument("--pq-m", type=int, default=96, help="low-memory mode: PQ bytes per vector")
+    ap.add_argument("--rerank", type=int, default=100, help="low-memory mode: candidates re-ranked exactly")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ef-construction", type=int, default=None, help="FAISS HNSW efConstruction (default: the product's)")
+    ap.add_argument("--no-low-memory", action="store_true", help="skip the IVF-PQ low-memory measurement")
+    ap.add_argument("--http", action="store_true", help="POST /v1/search latency on a real server (NIH images)")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--requests", type=int, default=80)
+    ap.add_argument("--work", type=Path, default=None, help="--http: folder for the model, extraction and index")
+    args = ap.parse_args()
+    if args.http:
+        http(args)
+        return
+
+    from radzoo.search.faiss_backend import FaissStore, exact_knn, faiss_module
+
+    faiss = faiss_module()
+    faiss.omp_set_num_threads(args.threads)
+    start = time.perf_counter()
+    if args.extract is not None:
+        xb, xq = real(args.extract, args.seed)
+        what = f"real embeddings of {args.extract} ({len(xb)} indexed, {len(xq)} held-out queries)"
+    else:
+        xb, xq = clustered(args.n + args.add, args.dim, args.clusters, args.seed)
+        extra, xb = xb[args.n:], xb[: args.n]
+        what = f"{len(xb)} x {xb.shape[1]} clustered synthetic unit vectors ({args.clusters} clusters)"
+    xq = xq[: args.queries]
+    print(f"# bench_search: {what}, {len(xq)} queries, {args.threads} threads, data {time.perf_counter() - start:.0f} s",
+          flush=True)
+    _, truth = exact_knn(xq, xb, K)
+    flat = faiss.IndexFlatIP(xb.shape[1])
+    flat.add(xb)
+    exact_ms = p50_ms(lambda q: flat.search(q, K), xq[:50])
+    faiss.omp_set_num_threads(1)  # single-query latency: one thread per query, as a server does
+    exact1_ms = p50_ms(lambda q: flat.search(q, K), xq[:50])
+    flat = None  # free its copy of the vectors
+    print(f"exact (IndexFlatIP) single-query p50: {exact_ms:.2f} ms on {args.threads} threads, "
+          f"{exact1_ms:.2f} ms on 1 (ratios below use the faster)", flush=True)
+    exact_ms = min(exact_ms, exact1_ms)
+    keep: dict[str, Any] = {}
+    for name in args.candidates.split(","):
+        faiss.omp_set_num_threads(args.threads)
+        search, obj, secs, grew = build_candidate(name, xb, args.threads, args.ef_construction)
+        faiss.omp_set_num_threads(1)
+        found = np.concatenate([search(q[None]) for q in xq])
+        ms = p50_ms(search, xq)
+        size = serialised_mb(name, obj)
+        print(f"{name:8s} build {secs:7.1f} s  RSS +{grew:7.0f} MB ({grew / len(xb) * 1e6:7.0f} MB per 1M)  "
+              f"file {size:7.0f} MB  recall@10 {recall(found, truth):.4f}  p50 {ms:.3f} ms  "
+              f"{exact_ms / ms:6.0f}x exact", flush=True)
+        if name == "faiss":
+            keep["faiss"] = (obj, secs, TUNED["ef"])
+        else:
+            del obj
+    if "faiss" in keep:
+        index, secs, ef = keep["faiss"]
+        store = FaissStore(xb, index, ef)
+        base = p50_ms(lambda q: store.search(q, K, None), xq)
+        rng = np.random.default_rng(args.seed)
+        for share in (0.5, 0.01):
+            allowed = rng.random(len(xb)) < share
+            ms = p50_ms(lambda q, a=allowed: store.search(q, K, a), xq)
+            _, ids = store.search(xq, K, allowed)
+            ok = bool(np.all(allowed[ids[ids >= 0]]))
+            _, t = exact_knn(xq, xb[allowed], K)
+            rec = recall(np.where(ids >= 0, ids, -1), np.flatnonzero(allowed)[t])
+            print(f"filter {share:4.0%} of rows allowed: p50 {ms:.3f} ms vs {base:.3f} unfiltered "
+                  f"({ms / base:.2f}x), all hits allowed: {ok}, recall@10 {rec:.4f}", flush=True)
+        patient = np.ones(len(xb), bool)
+        patient[rng.choice(len(xb), 5, replace=False)] = False
+        ms = p50_ms(lambda q: store.search(q, K, patient), xq)
+        print(f"patient exclusion (5 rows) / tombstones mask: p50 {ms:.3f} ms ({ms / base:.2f}x unfiltered)", flush=True)
+        if args.extract is None and args.add:
+            with tempfile.TemporaryDirectory() as d:
+                path = os.path.join(d, "ann.faiss")
+                faiss.omp_set_num_threads(args.threads)
+                t0 = time.perf_counter()
+                faiss.write_index(index, path)
+                index2 = faiss.read_index(path)
+                io_s = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                index2.add(extra)
+                faiss.write_index(index2, path)
+                add_s = time.perf_counter() - t0 + io_s
+                del index2
+            print(f"add {args.add} rows (read graph + add + write): {add_s:.1f} s = {add_s / secs:.1%} of the "
+                  f"{secs:.0f} s full build", flush=True)
+        del keep, store, index
+        faiss.omp_set_num_threads(args.threads)
+        if len(xb) >= 10_000 and not args.no_low_memory:  # PQ training needs >= 256 points per sub-quantizer (and IVF lists to fill)
+            low_memory(xb, xq, truth, exact_ms, args)
+
+
+def low_memory(xb: np.ndarray, xq: np.ndarray, truth: np.ndarray, exact_ms: float, args: argparse.Namespace) -> None:
+    """IVF-PQ codes in RAM, float32 vectors memory-mapped from disk for exact re-ranking."""
+    from radzoo.search.faiss_backend import faiss_module
+
+    faiss = faiss_module()
+    dim = xb.shape[1]
+    m = args.pq_m if dim % args.pq_m == 0 else next(d for d in (64, 48, 32, 16, 8) if dim % d == 0)
+    nlist = int(max(16, min(1024, 4 * np.sqrt(len(xb)))))
+    with tempfile.TemporaryDirectory() as d:
+        raw = Path(d) / "vectors.npy"
+        np.save(raw, xb)
+        mm = np.load(raw, mmap_mode="r")
+        before, t0 = rss_mb(), time.perf_counter()
+        ivf = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+        train = xb[np.random.default_rng(0).choice(len(xb), min(len(xb), 50 * nlist), replace=False)]
+        ivf.train(train)
+        for lo in range(0, len(xb), 100_000):
+            ivf.add(xb[lo:lo + 100_000])
+        secs, grew = time.perf_counter() - t0, rss_mb() - before
+        faiss.omp_set_num_threads(1)
+        for nprobe in (16, 64):
+            ivf.nprobe = nprobe
+
+            def search(q: np.ndarray) -> np.ndarray:
+                _, cand = ivf.search(q, args.rerank)
+                out = []
+                for row, c in zip(q, cand, strict=True):
+                    c = c[c >= 0]
+                    scores = np.asarray(mm[np.sort(c)]) @ row
+                    out.append(np.sort(c)[np.argsort(-scores)[:K]])
+                return np.array(out)
+
+            found = np.concatenate([search(q[None]) for q in xq])
+            ms = p50_ms(search, xq)
+            print(f"low-memory IVF{nlist}-PQ{m} + exact re-rank of {args.rerank} (nprobe {nprobe}): "
+                  f"build {secs:.0f} s, RSS +{grew:.0f} MB (codes {len(xb) * m / 1e6:.0f} MB; vectors on disk), "
+                  f"recall@10 {recall(found, truth):.4f}, p50 {ms:.3f} ms, {exact_ms / ms:.0f}x exact", flush=True)
+        ivf = None
+
+
+def http(args: argparse.Namespace) -> None:
+    """POST /v1/search at ``--clients`` concurrent clients: uid queries and image queries."""
+    import base64
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    from bench_serving import MODEL, find_images, prepare_home, start_server
+
+    import radzoo
+    from radzoo.extract.api import extract_features
+    from radzoo.search import build_index
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-search-http-"))
+    images = sorted(find_images(None)[0].parent.glob("*.png"))
+    runtime = prepare_home(work, "torch") if not (work / "models" / MODEL).is_dir() else "torch"
+    t0 = time.perf_counter()
+    model = radzoo.load(work / "models" / MODEL, runtime=runtime)
+    labels = images[0].parent.parent / "labels.csv"
+    extract_features(model, images, work / "extract", quiet=True, workers=0,
+                     metadata_csv=labels if labels.is_file() else None)
+    build_index([work / "extract"], work / "index")
+    print(f"# --http: {len(images)} NIH images embedded by random-weight {MODEL} and indexed in "
+          f"{time.perf_counter() - t0:.0f} s ({work})", flush=True)
+    os.environ["RADZOO_INDEX"] = str(work / "index")
+    proc, url = start_server(work, runtime)
+    local = threading.local()
+
+    def post(body: dict) -> tuple[float, dict]:
+        if not hasattr(local, "s"):
+            local.s = requests.Session()
+        t = time.perf_counter()
+        r = local.s.post(url + "/v1/search", json=body, timeout=300)
+        if r.status_code != 200:
+            raise RuntimeError(f"HTTP {r.status_code}: {r.text[:300]}")
+        return time.perf_counter() - t, r.json()
+
+    try:
+        payloads = [base64.b64encode(p.read_bytes()).decode() for p in images[:16]]
+        for name, make in (("image", lambda i: {"image": payloads[i % len(payloads)], "k": 10}),):
+            with ThreadPoolExecutor(args.clients) as pool:
+                list(pool.map(lambda i, m=make: post(m(i)), range(args.clients)))  # warm-up
+                out = list(pool.map(lambda i, m=make: post(m(i)), range(args.requests)))
+            lat = np.array([o[0] for o in out]) * 1000
+            embed = np.array([o[1]["timing_ms"]["embed"] for o in out])
+            search = np.array([o[1]["timing_ms"]["search"] for o in out])
+            share = float(np.median(search / (embed + search)))
+            print(f"POST /v1/search {name} queries, {args.clients} clients: p50 {np.percentile(lat, 50):.1f} ms, "
+                  f"p99 {np.percentile(lat, 99):.1f} ms; server-side embed p50 {np.median(embed):.1f} ms, search p50 "
+                  f"{np.median(search):.2f} ms (search = {share:.1%} of the query's server time)", flush=True)
+        with ThreadPoolExecutor(args.clients) as pool:
+            out = list(pool.map(lambda i: post({"image": payloads[0], "k": 10, "filters": {"view": "PA"}}),
+                                range(args.clients)))
+        print(f"POST /v1/search image + filter view=PA, {args.clients} clients: p50 "
+              f"{np.percentile([o[0] * 1000 for o in out], 50):.1f} ms", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()

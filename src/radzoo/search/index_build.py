@@ -1,0 +1,201 @@
+"""``radzoo index build|remove|info``: create or grow an index from extraction outputs, tombstone rows.
+
+A build reads only the shards the index does not hold yet; the new rows become one segment and,
+above the exact threshold, are added to the HNSW graph (a full rebuild only with ``rebuild=True``,
+which also compacts tombstones away). ``remove`` tombstones rows by UID at once; a later rebuild
+drops them for good, and remembers the UIDs so re-reading the sources does not bring them back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from radzoo.errors import InputError
+from radzoo.search import faiss_backend as fb
+from radzoo.search import index_folder as folder_fmt
+from radzoo.search.extract_source import read_new_rows
+from radzoo.search.model_check import IDENTITY_FIELDS, describe
+
+log = logging.getLogger(__name__)
+
+UID_COLUMNS = ("sop_instance_uid", "series_instance_uid", "study_instance_uid")
+
+
+def build_index(extract_dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *,
+                rebuild: bool = False, exact_below: int = fb.EXACT_BELOW, threads: int | None = None,
+                lock_timeout: float = 600.0) -> dict[str, Any]:
+    """Index the rows of ``extract_dirs`` into ``out`` (created, or grown with new rows only).
+
+    Returns the committed manifest. ``exact_below``: row count under which search stays exact.
+    """
+    if not extract_dirs:
+        raise InputError("no extraction folders given")
+    index_dir = Path(out)
+    with folder_fmt.writer_lock(index_dir, lock_timeout):
+        old = folder_fmt.read_manifest(index_dir) if (index_dir / folder_fmt.MANIFEST).exists() else None
+        previous = None if rebuild else old
+        manifest = dict(previous) if previous else _new_manifest(exact_below)
+        if rebuild and old:  # compaction: tombstoned rows are not re-read; removed UIDs stay removed
+            manifest.update(generation=old.get("generation", 0), created=old.get("created"),
+                            removed_uids=old.get("removed_uids", []))
+        removed = set(manifest.get("removed_uids", []))
+        sources = {k: dict(v) for k, v in manifest.get("sources", {}).items()}
+        started = time.perf_counter()
+        new_keys, new_vecs = [], []
+        for d in extract_dirs:
+            path = Path(d).resolve()
+            rows = read_new_rows(path, set(sources.get(str(path), {}).get("shards", [])))
+            _check_identity(manifest, rows.identity, path)
+            if rows.shards:
+                keep = _not_removed(rows.keys, removed)
+                new_keys.append(rows.keys.filter(pa.array(keep)))
+                new_vecs.append(rows.vectors[keep])
+            entry = sources.setdefault(str(path), {"shards": [], "pseudonymized": rows.pseudonymized})
+            entry["shards"] = sorted(set(entry["shards"]) | set(rows.shards))
+            entry["pseudonymized"] = rows.pseudonymized
+        added = sum(len(k) for k in new_keys)
+        manifest["sources"] = sources
+        if added == 0 and previous is not None:
+            log.info("index build: no new rows")
+            return previous
+        _write_segment(index_dir, manifest, new_keys, new_vecs)
+        _update_ann(index_dir, manifest, previous, rebuild, threads)
+        manifest["added_last"] = added
+        manifest["build_seconds_last"] = round(time.perf_counter() - started, 3)
+        manifest["updated"] = _now()
+        manifest["generation"] = manifest.get("generation", 0) + 1
+        folder_fmt.commit(index_dir, manifest)
+        return manifest
+
+
+def _new_manifest(exact_below: int) -> dict[str, Any]:
+    return {"format": folder_fmt.FORMAT, "generation": 0, "created": _now(), "model": None, "dim": None,
+            "metric": "cosine", "exact_below": int(exact_below), "rows": 0, "segments": [], "ann_file": None,
+            "ann": {"kind": "exact"}, "tombstones": None, "removed": 0, "removed_uids": [], "sources": {}}
+
+
+def _check_identity(manifest: dict[str, Any], ident: dict[str, Any], path: Path) -> None:
+    mine = {k: ident.get(k) for k in (*IDENTITY_FIELDS, "dim", "random_weights")}
+    if manifest.get("model") is None:
+        manifest["model"] = mine
+        manifest["dim"] = int(ident["dim"])
+        return
+    if any(str(manifest["model"].get(k)) != str(mine.get(k)) for k in IDENTITY_FIELDS):
+        raise InputError(f"{path} was extracted with [{describe(mine)}], the index holds "
+                         f"[{describe(manifest['model'])}]; one index holds one model's embeddings")
+
+
+def _not_removed(keys: pa.Table, removed: set[str]) -> np.ndarray:
+    keep = np.ones(len(keys), bool)
+    if removed:
+        values = pa.array(sorted(removed), pa.string())
+        for col in UID_COLUMNS:
+            keep &= ~pc.fill_null(pc.is_in(keys.column(col), value_set=values), False).to_numpy(zero_copy_only=False)
+    return keep
+
+
+def _write_segment(index_dir: Path, manifest: dict[str, Any], keys: list[pa.Table], vecs: list[np.ndarray]) -> None:
+    table = pa.concat_tables(keys) if keys else None
+    if table is None or len(table) == 0:
+        return
+    vectors = np.ascontiguousarray(np.concatenate(vecs), np.float32)
+    kname = folder_fmt.next_name(manifest, "keys", "parquet")
+    vname = folder_fmt.next_name(manifest, "vectors", "npy")
+    folder_fmt.write_file(index_dir, kname, lambda p: pq.write_table(table, p, compression="zstd"))
+    folder_fmt.write_file(index_dir, vname, lambda p: _save_npy(p, vectors))
+    manifest["segments"] = [*manifest.get("segments", []), {"keys": kname, "vectors": vname, "rows": len(table)}]
+    manifest["rows"] = int(manifest.get("rows", 0)) + len(table)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as fh:
+        np.save(fh, array)
+
+
+def load_vectors(index_dir: Path, manifest: dict[str, Any], mmap: bool = True) -> np.ndarray:
+    """All segments' vectors in row-id order (one memory map when there is a single segment)."""
+    parts = [np.load(index_dir / s["vectors"], mmap_mode="r" if mmap else None) for s in manifest["segments"]]
+    if not parts:
+        return np.zeros((0, int(manifest.get("dim") or 0)), np.float32)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _update_ann(index_dir: Path, manifest: dict[str, Any], previous: dict[str, Any] | None, rebuild: bool,
+                threads: int | None) -> None:
+    rows = int(manifest["rows"])
+    if rows < int(manifest.get("exact_below", fb.EXACT_BELOW)):
+        manifest["ann"], manifest["ann_file"] = {"kind": "exact"}, None
+        return
+    vectors = load_vectors(index_dir, manifest)
+    graph = None
+    if not rebuild and previous and previous.get("ann_file"):
+        graph = fb.faiss_module().read_index(str(index_dir / previous["ann_file"]))
+    graph, info = fb.build_ann(vectors, graph, threads)
+    name = folder_fmt.next_name(manifest, "ann", "faiss")
+    folder_fmt.write_file(index_dir, name, lambda p: fb.faiss_module().write_index(graph, str(p)))
+    manifest["ann"], manifest["ann_file"] = info, name
+
+
+def read_keys(index_dir: Path, manifest: dict[str, Any]) -> pa.Table:
+    tables = [pq.read_table(index_dir / s["keys"]) for s in manifest["segments"]]
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def read_tombstones(index_dir: Path, manifest: dict[str, Any]) -> np.ndarray:
+    name = manifest.get("tombstones")
+    return np.load(index_dir / name) if name else np.zeros(0, np.int64)
+
+
+def remove_uids(index: str | os.PathLike[str], uids: Iterable[str], lock_timeout: float = 600.0) -> dict[str, Any]:
+    """Tombstone every row whose SOP, Series or Study Instance UID is in ``uids`` (at once);
+    returns ``{"removed": rows, "unknown": [uids matching nothing]}``."""
+    index_dir = Path(index)
+    wanted = sorted({u.strip() for u in uids if u and u.strip()})
+    if not wanted:
+        raise InputError("no UIDs given to remove")
+    with folder_fmt.writer_lock(index_dir, lock_timeout):
+        manifest = dict(folder_fmt.read_manifest(index_dir))
+        keys = read_keys(index_dir, manifest)
+        hit = np.zeros(len(keys), bool)
+        values = pa.array(wanted, pa.string())
+        seen: set[str] = set()
+        for col in UID_COLUMNS:
+            if len(keys):
+                mask = pc.fill_null(pc.is_in(keys.column(col), value_set=values), False).to_numpy(zero_copy_only=False)
+                hit |= mask
+                seen |= set(keys.column(col).filter(pa.array(mask)).to_pylist())
+        dead = np.union1d(read_tombstones(index_dir, manifest), np.flatnonzero(hit)).astype(np.int64)
+        name = folder_fmt.next_name(manifest, "tombstones", "npy")
+        folder_fmt.write_file(index_dir, name, lambda p: _save_npy(p, dead))
+        manifest["tombstones"] = name
+        manifest["removed"] = int(len(dead))
+        manifest["removed_uids"] = sorted(set(manifest.get("removed_uids", [])) | set(wanted))
+        manifest["generation"] = manifest.get("generation", 0) + 1
+        manifest["updated"] = _now()
+        folder_fmt.commit(index_dir, manifest)
+    return {"removed": int(hit.sum()), "unknown": [u for u in wanted if u not in seen]}
+
+
+def index_info(index: str | os.PathLike[str]) -> dict[str, Any]:
+    """What ``radzoo index info`` prints: model identity, rows, live rows, backend and its recall."""
+    manifest = folder_fmt.read_manifest(Path(index))
+    return {"index": str(index), "model": manifest["model"], "dim": manifest["dim"], "rows": manifest["rows"],
+            "live_rows": manifest["rows"] - manifest.get("removed", 0), "removed": manifest.get("removed", 0),
+            "backend": "faiss", "ann": manifest.get("ann"), "sources": {k: len(v["shards"]) for k, v in manifest["sources"].items()},
+            "pseudonymized": any(v.get("pseudonymized") for v in manifest["sources"].values()),
+            "updated": manifest.get("updated")}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
