@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -157,9 +158,11 @@ def run_page(page: Path, work: Path, env: dict[str, str], steps: dict[str, Calla
                 servers.append(proc)
                 _wait(block.marks["background"], proc, log)
                 continue
-            started = time.monotonic()
+            started, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
             done = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
-            print(f"{where}: {time.monotonic() - started:.1f} s")
+            used = resource.getrusage(resource.RUSAGE_CHILDREN)
+            print(f"{where}: {time.monotonic() - started:.1f} s wall, "
+                  f"{used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime:.1f} s CPU")
             output = done.stdout + done.stderr
             expected = int(block.marks.get("exit", "0"))
             assert done.returncode == expected, (

@@ -44,7 +44,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _info_json(page: str) -> dict:
     """The ``radzoo info`` JSON block of a built model page (the last code block, highlighted)."""
     section = page.split('id="radzoo-info"', 1)[1]
-    code = re.search(r"<code>(.*?)</code>", section, flags=re.S).group(1)
+    code = re.search(r'<div class="highlight"><pre>.*?<code>(.*?)</code>', section, flags=re.S).group(1)
     return json.loads(html.unescape(re.sub(r"<[^>]+>", "", code)))
 
 
