@@ -66,6 +66,7 @@ def radzoo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("radzoo-home")
 
 
+@pytest.mark.slow  # all guides together: about 4-5 min of CPU on 2 cores (the graph-CT smoke training is one minute)
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
 def test_guide_runs_as_written(page: Path, tmp_path: Path, shared_dir: Path, radzoo_home: Path) -> None:
     env = base_env(tmp_path)
