@@ -1,8 +1,8 @@
 """The package's shape, checked from the source: layers, no import cycles, unique module names.
 
 Every ``import`` / ``from ... import`` statement in ``src/radzoo`` counts, including the ones
-inside functions (a lazy import is still a dependency). The layer order is the README's
-"Repository layout" section; a module may import its own layer or lower ones, never higher.
+inside functions (a lazy import is still a dependency). The layer order is the table in
+docs/architecture.md ("The layers"); a module may import its own layer or lower ones, never higher.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("radzoo.nets", "radzoo.io"),
     ("radzoo.zoo",),
     ("radzoo.onnx", "radzoo.converters", "radzoo.zeroshot", "radzoo.graphs", "radzoo.heads"),
-    ("radzoo.resolve", "radzoo.runtimes", "radzoo.artifacts"),
+    ("radzoo.resolve", "radzoo.runtimes", "radzoo.artifacts", "radzoo.model_pages"),
     ("radzoo.ct", "radzoo.training", "radzoo.extract", "radzoo.eval", "radzoo.pacs", "radzoo.dicom_out",
      "radzoo.bench", "radzoo.serving", "radzoo.search"),
     ("radzoo.cli",),
@@ -88,7 +88,18 @@ def graph() -> dict[str, set[str]]:
 
 def test_every_module_has_a_layer(graph) -> None:
     missing = sorted(m for m in graph if m != "radzoo" and layer_of(m) is None)
-    assert not missing, f"modules outside every layer (add them to the README layout and LAYERS): {missing}"
+    assert not missing, f"modules outside every layer (add them to LAYERS and to the layer table in docs/architecture.md): {missing}"
+
+
+def test_architecture_page_names_every_layer() -> None:
+    """docs/architecture.md's layer table lists every package and module of LAYERS."""
+    page = (SRC.parent / "docs" / "architecture.md").read_text()
+    table = page.split("## The layers", 1)[1].split("\n## ", 1)[0]
+    for prefixes in LAYERS:
+        for prefix in prefixes:
+            last = prefix.rpartition(".")[2]
+            shown = f"{last}/" if (PKG / last).is_dir() else f"{last}.py"
+            assert shown in table, f"docs/architecture.md's layer table does not show {shown} ({prefix})"
 
 
 def test_imports_only_go_down(graph) -> None:

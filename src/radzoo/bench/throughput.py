@@ -331,6 +331,16 @@ def write_result(result: dict[str, Any], out_dir: str | os.PathLike[str]) -> tup
     return js, md
 
 
+def card_section(result: dict[str, Any], name: str) -> dict[str, Any]:
+    """One model's measured rows of a ``radzoo bench`` result, as the model card's (and docs
+    model page's) "throughput" section."""
+    rows = [r for r in result["rows"] if r["model"] == name and r["items_per_s"] is not None]
+    section = {k: result[k] for k in ("date", "hardware", "threads", "versions", "radzoo_version")}
+    section["rows"] = [{k: r[k] for k in ("precision", "runtime", "device", "path", "batch", "items_per_s", "unit")}
+                       for r in rows]
+    return section
+
+
 def record_on_cards(result: dict[str, Any]) -> list[Path]:
     """Write each measured model's rows into its artifact's config (``throughput``) and card, for
     models that are writable artifact folders (a path or the local zoo); returns those folders."""
@@ -350,13 +360,9 @@ def record_on_cards(result: dict[str, Any]) -> list[Path]:
         folder = Path(name).expanduser() if source == "path" else local_zoo_dir() / name if source == "local" else None
         if folder is None or not writable(folder):
             continue
-        rows = [r for r in result["rows"] if r["model"] == name and r["items_per_s"] is not None]
-        section = {k: result[k] for k in ("date", "hardware", "threads", "versions", "radzoo_version")}
-        section["rows"] = [{k: r[k] for k in ("precision", "runtime", "device", "path", "batch", "items_per_s", "unit")}
-                           for r in rows]
         with export_lock(folder):
             config = read_config(folder)
-            config["throughput"] = section
+            config["throughput"] = card_section(result, name)
             atomic_write_text(folder / "README.md", render_card(config))
             atomic_write_text(folder / "config.json", json.dumps(config, indent=2) + "\n")
         done.append(folder)

@@ -23,6 +23,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("info", help="show one model's spec (registry name or artifact directory)")
     p.add_argument("model")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the model's docs page (Markdown, the same as the site's model page) instead of JSON")
     p.set_defaults(func=_info)
 
     p = sub.add_parser(
@@ -81,6 +83,16 @@ def _info(args: argparse.Namespace) -> int:
     from radzoo.zoo.artifact import read_config
 
     path = Path(args.model)
+    if args.markdown:
+        from radzoo.model_pages import model_page, registry_page
+
+        if not path.is_dir():
+            print(registry_page(args.model))
+            return 0
+        config = read_config(path)
+        print(model_page(config["spec"], throughput=config.get("throughput"),
+                         zero_shot_deviation=(config.get("zero_shot") or {}).get("deviation")))
+        return 0
     config = read_config(path)["spec"] if path.is_dir() else zoo.get_spec(args.model).to_dict()
     print(json.dumps(config, indent=2))
     return 0

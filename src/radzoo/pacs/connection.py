@@ -59,6 +59,7 @@ class DicomwebTarget:
 
 
 def is_dicomweb_url(text: object) -> bool:
+    """Whether an input names a PACS over DICOMweb (an http(s) URL) rather than a file or folder."""
     return isinstance(text, str) and text.lower().startswith(("http://", "https://"))
 
 
