@@ -64,7 +64,7 @@ def start_server(home: Path, model: str, runtime: str, extra_env: dict[str, str]
     url = f"http://127.0.0.1:{port}"
     for _ in range(900):
         if proc.poll() is not None:
-            sys.exit(f"server exited with {proc.returncode}; log: {log}")
+            sys.exit(f"server exited with {proc.returncode}; its log ends:\n{log.read_text()[-3000:]}")
         try:
             if requests.get(url + "/readyz", timeout=1).status_code == 200:
                 return proc, url
@@ -72,7 +72,7 @@ def start_server(home: Path, model: str, runtime: str, extra_env: dict[str, str]
             pass
         time.sleep(0.2)
     stop(proc)
-    sys.exit(f"server did not become ready; log: {log}")
+    sys.exit(f"server did not become ready; its log ends:\n{log.read_text()[-3000:]}")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -87,16 +87,16 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(10)
 
 
-def tree_rss_mb(pid: int) -> float:
-    """RSS of the process and all its descendants (BentoML runs the service in child processes)."""
+def tree_rss_mb(pid: int) -> dict[int, float]:
+    """RSS (MB) of the process and each of its descendants (BentoML serves from child processes)."""
     root = psutil.Process(pid)
-    total = 0
+    out = {}
     for p in [root, *root.children(recursive=True)]:
         try:
-            total += p.memory_info().rss
+            out[p.pid] = p.memory_info().rss / 2**20
         except psutil.NoSuchProcess:
             pass
-    return total / 2**20
+    return out
 
 
 def main() -> int:
@@ -131,15 +131,16 @@ def main() -> int:
         print(f"model {args.model} (random weights), runtime {args.runtime}, {os.cpu_count()} CPUs, "
               f"concurrency {args.concurrency}, 1-{args.max_items} images/request, env {extra_env or '{}'}", flush=True)
         try:
-            curve: list[tuple[int, float]] = [(0, tree_rss_mb(proc.pid))]
+            curve: list[tuple[int, float]] = [(0, sum(tree_rss_mb(proc.pid).values()))]
             done, start = 0, time.perf_counter()
             with ThreadPoolExecutor(args.concurrency) as pool:
                 for target in [args.warmup, *range(args.warmup + args.every, args.warmup + args.requests + 1, args.every)]:
                     list(pool.map(one, range(done, target)))
                     done = target
-                    curve.append((done, tree_rss_mb(proc.pid)))
-                    print(f"{done:>6} requests  RSS {curve[-1][1]:8.1f} MB  ({time.perf_counter() - start:6.0f} s)",
-                          flush=True)
+                    per_process = tree_rss_mb(proc.pid)
+                    curve.append((done, sum(per_process.values())))
+                    print(f"{done:>6} requests  RSS {curve[-1][1]:8.1f} MB  ({time.perf_counter() - start:6.0f} s)  "
+                          "per process: " + ", ".join(f"{mb:.0f}" for mb in per_process.values()), flush=True)
         finally:
             stop(proc)
     base = next(rss for n, rss in curve if n == args.warmup)

@@ -168,6 +168,8 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def _coerce(name: str, value: Any) -> Any:
+    if value is None and name == "max_batch_size":  # unset: the model's measured best batch (see pool)
+        return None
     try:
         if name in _LISTS:
             items = value.split(",") if isinstance(value, str) else list(value)
