@@ -67,6 +67,8 @@ def test_random_weights_are_marked(server, images):
     assert body["model"] == MODEL and body["random_weights"] is True and body["dim"] == 512
     loaded = requests.get(server.url + "/models", headers=AUTH, timeout=30).json()["data"][0]
     assert loaded["loaded"] and loaded["runtime"] == body["runtime"] and loaded["runtime_reason"].startswith("auto")
+    # no radzoo bench record in this home: the batcher's size follows the device rule, and says so
+    assert loaded["max_batch_size"] == 8 and loaded["max_batch_size_source"].startswith("rule for cpu")
 
 
 def test_payload_limit(server):

@@ -124,3 +124,42 @@ def test_url_allow_list_and_refusals():
         request_kind("text", "image")
     env = ServeSettings(url_allow_hosts=("a", "b:1")).to_env()
     assert env["RADZOO_URL_ALLOW_HOSTS"] == "a,b:1" and ServeSettings.from_env(env).url_allow_hosts == ("a", "b:1")
+
+
+def test_guard_does_not_keep_the_request_body_after_handing_it_over():
+    """BentoML keeps a finished request's ``receive`` referenced (keep-alive); the guard's buffered
+    body must not stay reachable from it (that grew the server by the body size per request)."""
+    import asyncio
+    import gc
+
+    from radzoo.serving.guard import RequestGuard
+
+    body = b'{"input": "' + b"A" * 300_000 + b'"}'
+    kept: list = []
+
+    async def app(scope, receive, send):
+        message = await receive()
+        assert message["body"] == body
+        kept.append(receive)  # as the framework does
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        pass
+
+    scope = {"type": "http", "path": "/v1/embeddings", "method": "POST",
+             "headers": [(b"content-type", b"application/json")]}
+    asyncio.run(RequestGuard(app, ServeSettings())(scope, receive, send))
+    (replay,) = kept
+    reachable = [cell.cell_contents for cell in replay.__closure__ or ()]
+    reachable += [o for c in reachable for o in gc.get_referents(c)]
+    assert not any(isinstance(o, bytes) and len(o) >= len(body) for o in reachable)
+
+
+def test_max_batch_size_unset_means_measured_and_explicit_wins():
+    assert ServeSettings().max_batch_size is None
+    assert ServeSettings.from_env({"RADZOO_MAX_BATCH_SIZE": "4"}).max_batch_size == 4
+    assert ServeSettings.from_mapping({"max_batch_size": None}).max_batch_size is None

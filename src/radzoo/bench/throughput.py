@@ -57,19 +57,63 @@ class Row:
     reason: str = ""
     cosine_to_fp32: float | None = None
     error: str | None = None
+    low: float | None = None  # min-max of items/s over the timed calls (items_per_s is their median)
+    high: float | None = None
+    calls: int = 0  # timed calls (an end-to-end run is one call)
+    warmup_calls: int = 0
+    warmed_up: bool = True  # False: the warm-up cap was reached before two calls agreed
+
+
+#: Warm-up ends when two consecutive calls agree within this fraction (or after WARMUP_CAP calls).
+WARMUP_TOLERANCE = 0.10
+WARMUP_CAP = 20
+#: Timed calls per measurement, at least (more while ``seconds`` have not passed).
+MIN_CALLS = 5
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Items/s of one configuration: the median and the min-max over the timed calls, and how the
+    warm-up went (``warmed_up`` False: WARMUP_CAP calls never agreed within WARMUP_TOLERANCE)."""
+
+    median: float
+    low: float
+    high: float
+    calls: int
+    warmup_calls: int
+    warmed_up: bool
+
+
+def measure(fn: Callable[[], Any], items: int, seconds: float, *, min_calls: int = MIN_CALLS,
+            warmup_cap: int = WARMUP_CAP) -> Timing:
+    """Time ``fn`` (which handles ``items`` items) per call.
+
+    Warm-up: call until two consecutive calls agree within :data:`WARMUP_TOLERANCE` (oneDNN and
+    onnxruntime pick kernels and grow arenas over the first calls; at batch 32, bf16 ResNet50 ran
+    11 img/s on its second call and 18-19 from then on), at most ``warmup_cap`` calls. Then at
+    least ``min_calls`` timed calls, more until ``seconds`` have passed."""
+    previous, warmup_calls, warmed = None, 0, False
+    while warmup_calls < warmup_cap:
+        start = time.perf_counter()
+        fn()
+        took = time.perf_counter() - start
+        warmup_calls += 1
+        if previous is not None and abs(took - previous) <= WARMUP_TOLERANCE * min(took, previous):
+            warmed = True
+            break
+        previous = took
+    rates: list[float] = []
+    begin = time.perf_counter()
+    while len(rates) < min_calls or time.perf_counter() - begin < seconds:
+        start = time.perf_counter()
+        fn()
+        rates.append(items / (time.perf_counter() - start))
+    return Timing(float(np.median(rates)), min(rates), max(rates), len(rates), warmup_calls, warmed)
 
 
 def rate(fn: Callable[[], Any], items: int, seconds: float, min_reps: int = 2) -> float:
-    """Items/s of ``fn`` (which handles ``items`` items) after one warm-up call: repeated until both
-    ``seconds`` have passed and ``min_reps`` calls were made."""
-    fn()
-    reps, start = 0, time.perf_counter()
-    while True:
-        fn()
-        reps += 1
-        elapsed = time.perf_counter() - start
-        if reps >= min_reps and elapsed >= seconds:
-            return reps * items / elapsed
+    """Median items/s of ``fn`` (see :func:`measure`; ``min_reps`` timed calls at least)."""
+    return measure(fn, items, seconds, min_calls=max(min_reps, 1)).median
 
 
 # ---- inputs -------------------------------------------------------------------------------------
@@ -132,16 +176,16 @@ def write_dicoms(pngs: Sequence[Path], folder: Path, codec: str = "raw") -> list
 # ---- measurements -------------------------------------------------------------------------------
 
 
-def _model_only(model: Any, batch: int, seconds: float) -> tuple[float, str]:
+def _model_only(model: Any, batch: int, seconds: float) -> tuple[Timing, str]:
     if "ct" in model.capabilities:
         return _ct_model_only(model, batch, seconds), "vol/s"
     from radzoo.zoo.golden import input_shape
 
     x = np.random.default_rng(0).standard_normal((batch, *input_shape(model.spec.preprocess))).astype(np.float32)
-    return rate(lambda: model.embed_batch(x), batch, seconds), "img/s"
+    return measure(lambda: model.embed_batch(x), batch, seconds), "img/s"
 
 
-def _ct_model_only(model: Any, batch: int, seconds: float) -> float:
+def _ct_model_only(model: Any, batch: int, seconds: float) -> Timing:
     """A volume's model work: its 581 landmark patches through the encoder, then the GCN."""
     from radzoo.ct.graph import EDGE_THRESHOLD, edge_index, overlap_adjacency
 
@@ -156,10 +200,15 @@ def _ct_model_only(model: Any, batch: int, seconds: float) -> float:
         emb = np.concatenate([runtime.encode_patches(patches[i:i + batch]) for i in range(0, atlas_patches, batch)])
         runtime.encode_graph(emb, edges)
 
-    return rate(volume, 1, seconds, min_reps=1)
+    return measure(volume, 1, seconds)
 
 
-def _extract_rate(model: Any, folder: Path, count: int, batch: int, work: Path) -> float:
+def _once(value: float) -> Timing:
+    """An end-to-end run: one timed call (the model is warm from the model-only rows before it)."""
+    return Timing(value, value, value, 1, 0, True)
+
+
+def _extract_rate(model: Any, folder: Path, count: int, batch: int, work: Path) -> Timing:
     from radzoo.extract.api import extract_features
 
     out = Path(tempfile.mkdtemp(prefix="extract-", dir=work))
@@ -169,19 +218,19 @@ def _extract_rate(model: Any, folder: Path, count: int, batch: int, work: Path) 
         elapsed = time.perf_counter() - start
         if result.counts.written != count:
             raise RadzooError(f"end-to-end run embedded {result.counts.written} of {count} files (see {out}/errors)")
-        return count / elapsed
+        return _once(count / elapsed)
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def _ct_end_to_end(model: Any, ct_file: str | None) -> float:
+def _ct_end_to_end(model: Any, ct_file: str | None) -> Timing:
     from radzoo.ct.phantom import chest_phantom
     from radzoo.ct.pipeline import features
 
     volume = ct_file or chest_phantom()
     start = time.perf_counter()
     features(volume, model)
-    return 1.0 / (time.perf_counter() - start)
+    return _once(1.0 / (time.perf_counter() - start))
 
 
 def _cosine_to_fp32(reference: Any, model: Any, pngs: Sequence[Path]) -> float:
@@ -227,6 +276,7 @@ def run_bench(
     if seconds <= 0 or images < 1:
         raise InputError("seconds must be > 0 and images >= 1")
     rows: list[Row] = []
+    spec_names: dict[tuple[str, str, str, str], str] = {}  # (model as given, runtime, precision, device) -> name
     with tempfile.TemporaryDirectory(prefix="radzoo-bench-") as tmp:
         work = Path(tmp)
         pngs = [Path(i.path) for i in discover([png_dir]).items] if png_dir else sample_pngs(work / "png", images)
@@ -259,23 +309,27 @@ def run_bench(
                             unit = "vol/s" if ct else "img/s"
                             try:
                                 if path == "model":
-                                    value, unit = _model_only(model, batch, seconds)
+                                    timing, unit = _model_only(model, batch, seconds)
                                 elif ct:
                                     if path == "png" or batch != batches[0]:
                                         continue  # a CT volume has no PNG form; one end-to-end run per volume
-                                    value = _ct_end_to_end(model, ct_file)
+                                    timing = _ct_end_to_end(model, ct_file)
                                 elif path == "png":
-                                    value = _extract_rate(model, png_folder, len(pngs), batch, work)
+                                    timing = _extract_rate(model, png_folder, len(pngs), batch, work)
                                 else:
-                                    value = _extract_rate(model, dicom_folder, len(dicoms), batch, work)
+                                    timing = _extract_rate(model, dicom_folder, len(dicoms), batch, work)
                             except RadzooError as exc:
                                 rows.append(Row(**common, path=path, batch=batch, items_per_s=None, unit=unit,
                                                 reason=reason, error=str(exc)))
                                 continue
-                            rows.append(Row(**common, path=path, batch=batch, items_per_s=value, unit=unit,
-                                            reason=reason, cosine_to_fp32=cosine))
-                            log.info("bench %s %s/%s %s b=%d: %.2f %s", name, common["runtime"], common["precision"],
-                                     path, batch, value, unit)
+                            rows.append(Row(**common, path=path, batch=batch, items_per_s=timing.median, unit=unit,
+                                            reason=reason, cosine_to_fp32=cosine, low=timing.low, high=timing.high,
+                                            calls=timing.calls, warmup_calls=timing.warmup_calls,
+                                            warmed_up=timing.warmed_up))
+                            log.info("bench %s %s/%s %s b=%d: %.2f %s (%.2f-%.2f, %d calls after %d warm-up)", name,
+                                     common["runtime"], common["precision"], path, batch, timing.median, unit,
+                                     timing.low, timing.high, timing.calls, timing.warmup_calls)
+                    spec_names[(name, common["runtime"], common["precision"], common["device"])] = model.name
     import torch
 
     return {
@@ -288,8 +342,29 @@ def run_bench(
         "settings": {"seconds": seconds, "images": len(pngs), "dicom_codec": None if dicom_dir else dicom_codec,
                      "random_weights": random_weights, "png_dir": os.fspath(png_dir) if png_dir else "packaged example CXRs",
                      "ct_file": ct_file or "synthetic chest phantom"},
+        "warmup": {"tolerance": WARMUP_TOLERANCE, "cap": WARMUP_CAP, "min_calls": MIN_CALLS},
         "rows": [asdict(r) for r in rows],
+        "best_batches": best_batches([asdict(r) for r in rows], spec_names),
     }
+
+
+def best_batches(rows: Sequence[dict[str, Any]], spec_names: dict[tuple[str, str, str, str], str]) -> list[dict[str, Any]]:
+    """Per model, runtime, precision and device: the batch with the highest median model-only rate
+    (end-to-end PNG when no model-only rows were measured). ``name``: the model's registry name,
+    the key of the default-batch record."""
+    best: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for path in ("model", "png"):
+        for r in rows:
+            key = (r["model"], r["runtime"], r["precision"], r["device"])
+            if r["path"] != path or r["items_per_s"] is None or (key in best and best[key]["path"] != path):
+                continue
+            compared = sorted(best[key]["compared"] + [r["batch"]]) if key in best else [r["batch"]]
+            if key not in best or r["items_per_s"] > best[key]["items_per_s"]:
+                best[key] = {"compared": compared, "model": r["model"], "name": spec_names.get(key, r["model"]), "runtime": r["runtime"],
+                             "precision": r["precision"], "device": r["device"], "path": path, "batch": r["batch"],
+                             "items_per_s": r["items_per_s"], "low": r["low"], "high": r["high"], "unit": r["unit"]}
+            best[key]["compared"] = compared
+    return list(best.values())
 
 
 # ---- outputs ------------------------------------------------------------------------------------
@@ -299,6 +374,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     """The table users read: one line per measurement, hardware and versions on top."""
     hw = result["hardware"]
     v = result["versions"]
+    warm = result.get("warmup") or {"tolerance": WARMUP_TOLERANCE, "cap": WARMUP_CAP, "min_calls": MIN_CALLS}
     lines = [
         f"# radzoo bench ({result['date']})",
         "",
@@ -308,15 +384,43 @@ def to_markdown(result: dict[str, Any]) -> str:
         "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         f"- settings: {json.dumps(result['settings'])}",
         "",
-        "| model | runtime | precision | device | path | batch | throughput | cosine to fp32 |",
-        "|---|---|---|---|---|---|---|---|",
+        f"- timing: warm-up until two consecutive calls agree within {warm['tolerance']:.0%} (at most {warm['cap']} "
+        f"calls; * = cap reached), then at least {warm['min_calls']} timed calls over {result['settings']['seconds']} s "
+        "or more; throughput is their median. End-to-end rows are one run each.",
+        "",
+        "| model | runtime | precision | device | path | batch | throughput (median) | min-max | calls (warm-up) "
+        "| cosine to fp32 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         shown = f"{r['items_per_s']:.2f} {r['unit']}" if r["items_per_s"] is not None else f"refused: {r['error']}"
+        spread = "" if r.get("low") is None else f"{r['low']:.2f}-{r['high']:.2f}"
+        calls = "" if r["items_per_s"] is None else \
+            f"{r.get('calls', 1)} ({r.get('warmup_calls', 0)}{'' if r.get('warmed_up', True) else '*'})"
         cos = "" if r.get("cosine_to_fp32") is None else f"{r['cosine_to_fp32']:.4f}"
         lines.append(f"| {r['model']} | {r['runtime']} | {r['precision']} | {r['device']} | {r['path']} | "
-                     f"{r['batch']} | {shown} | {cos} |")
+                     f"{r['batch']} | {shown} | {spread} | {calls} | {cos} |")
+    if result.get("best_batches"):
+        lines += ["", "## Best batch per precision", "",
+                  "| model | runtime | precision | device | best batch | throughput (median) | min-max | from |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {b['model']} | {b['runtime']} | {b['precision']} | {b['device']} | **{b['batch']}** | "
+                  f"{b['items_per_s']:.2f} {b['unit']} | {b['low']:.2f}-{b['high']:.2f} | {b['path']} |"
+                  for b in result["best_batches"]]
     return "\n".join(lines) + "\n"
+
+
+def record_best_batches(result: dict[str, Any]) -> Path | None:
+    """Put the run's best batches into ``$RADZOO_HOME/bench/best_batches.json``, where extraction and
+    serving take their default batch size from (see :mod:`radzoo.zoo.batch_record`); only
+    configurations measured at two or more batch sizes."""
+    from radzoo.zoo.batch_record import record_best
+
+    entries = [{"model": b["name"], "runtime": b["runtime"], "precision": b["precision"], "device": b["device"],
+                "batch": b["batch"], "items_per_s": round(b["items_per_s"], 3), "unit": b["unit"],
+                "path": b["path"], "compared": b["compared"], "date": result["date"]}
+               for b in result.get("best_batches", []) if len(b["compared"]) > 1]  # a choice needs two batches
+    return record_best(entries) if entries else None
 
 
 def write_result(result: dict[str, Any], out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -336,8 +440,9 @@ def card_section(result: dict[str, Any], name: str) -> dict[str, Any]:
     model page's) "throughput" section."""
     rows = [r for r in result["rows"] if r["model"] == name and r["items_per_s"] is not None]
     section = {k: result[k] for k in ("date", "hardware", "threads", "versions", "radzoo_version")}
-    section["rows"] = [{k: r[k] for k in ("precision", "runtime", "device", "path", "batch", "items_per_s", "unit")}
-                       for r in rows]
+    section["rows"] = [{k: r.get(k) for k in ("precision", "runtime", "device", "path", "batch", "items_per_s", "low",
+                                              "high", "unit")} for r in rows]
+    section["best_batches"] = [b for b in result.get("best_batches", []) if b["model"] == name]
     return section
 
 

@@ -19,7 +19,10 @@ def register(sub: Any) -> None:
         description="Measure each MODEL at each --precision and batch size, model only (preprocessed batches) and "
         "end to end through `radzoo extract` from PNG and DICOM files, in one run. Writes OUT/bench.json and "
         "OUT/bench.md with the hardware (CPU model and flags, cores, GPUs), threads and library versions; with "
-        "--card, each model that is a writable artifact folder gets the run in its model card (Throughput).",
+        "--card, each model that is a writable artifact folder gets the run in its model card (Throughput). Each cell "
+        "warms up until two consecutive calls agree within 10%% (capped), then times at least 5 calls: the median and "
+        "the min-max. The best batch per precision goes to $RADZOO_HOME/bench/best_batches.json, the default batch "
+        "size of `radzoo extract` and `radzoo serve` on this machine.",
     )
     p.add_argument("models", nargs="*", metavar="MODEL", default=list(DEFAULT_MODELS),
                    help=f"registry names, local zoo names or artifact folders (default: {' '.join(DEFAULT_MODELS)})")
@@ -46,7 +49,13 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from radzoo.bench.throughput import record_on_cards, run_bench, to_markdown, write_result
+    from radzoo.bench.throughput import (
+        record_best_batches,
+        record_on_cards,
+        run_bench,
+        to_markdown,
+        write_result,
+    )
 
     result = run_bench(
         args.models, precisions=args.precision, runtimes=args.runtime, device=args.device, batches=args.batches,
@@ -57,6 +66,10 @@ def _run(args: argparse.Namespace) -> int:
     js, md = write_result(result, args.out)
     print(to_markdown(result))
     print(f"radzoo bench: wrote {js} and {md}", file=sys.stderr)
+    record = record_best_batches(result)
+    if record:
+        print(f"radzoo bench: best batch per precision recorded in {record} (the default batch size of "
+              "radzoo extract and radzoo serve on this machine)", file=sys.stderr)
     if args.card:
         for folder in record_on_cards(result):
             print(f"radzoo bench: throughput recorded in {folder}/README.md", file=sys.stderr)

@@ -34,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", default=None,
                    help="model output head (default: the model's default; CT: subject, or node/patch stored "
                         "flattened as 581*128 floats)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per forward pass (default: the best batch `radzoo bench` recorded for this model, "
+                        "precision and machine, else 8 on CPU and 32 on GPU; logged and written to the manifest)")
     p.add_argument("--workers", type=int, default=None, help="decode processes; 0 = inline (default: inline on CPU machines of <= 4 cores, else cores/4; on GPU, spare cores)")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     p.add_argument("--address", default=None, help="Ray cluster address (engine ray; default: start a local Ray)")

@@ -38,7 +38,8 @@ def register(sub: Any) -> None:
                    help="fp32 (default), bf16 (CPU), fp16 (GPU) or int8 (gated static QDQ); answers record it")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--max-loaded-models", type=int, help="models kept in memory; LRU unloaded beyond (default 2)")
-    p.add_argument("--max-batch-size", type=int, help="images per forward pass across requests (default 32)")
+    p.add_argument("--max-batch-size", type=int, help="images per forward pass across requests (default: the best batch `radzoo bench` "
+                   "recorded for the model, precision and machine, else 8 on CPU, 32 on GPU; GET /models says which)")
     p.add_argument("--max-items", type=int, help="images per request (default 64)")
     p.add_argument("--max-body-mb", type=float, help="request body limit in MB (default 32)")
     p.add_argument("--max-in-flight", type=int, help="concurrent requests before 429 + Retry-After (default 32)")

@@ -23,6 +23,7 @@ from radzoo.extract.state import identity_of
 from radzoo.pacs import DicomwebSource, is_dicomweb_url
 from radzoo.resolve import load, spec_of
 from radzoo.runtimes import prepare_output
+from radzoo.zoo.batch_record import default_batch
 
 ENGINES = ("local", "ray")
 
@@ -55,7 +56,7 @@ def extract_features(
     output: str | None = None,
     random_weights: bool = False,
     seed: int = 0,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     workers: int | None = None,
     threads: int | None = None,
     runtime: str = "auto",
@@ -84,6 +85,10 @@ def extract_features(
     ``$RADZOO_PACS_AUTH``). PACS rows are keyed by their WADO-RS path ``studies/S/series/R/instances/I``
     and resume on those UIDs; fetching runs in the source's bounded thread pool (``workers`` does
     not apply).
+    ``batch_size``: images per forward pass; default: the best batch ``radzoo bench`` recorded for
+    this model, runtime, precision and machine, else a rule per device
+    (:func:`radzoo.zoo.batch_record.default_batch`); the manifest says which
+    (``options.batch_size_source``).
     ``workers``: decode processes; 0 decodes inline. Default: on a GPU, one per spare core (up to
     8); on CPU, inline on machines of up to 4 cores (a decode process there takes a core from
     inference: ``benchmarks/bench_extract.py`` measured 0.85x of model-only throughput inline vs
@@ -110,7 +115,7 @@ def extract_features(
 
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     if shard_size < 1:
         raise InputError(f"shard_size must be >= 1, got {shard_size}")
@@ -161,6 +166,11 @@ def extract_features(
         zmodel.spec.require("embed", "batch extraction of 2D images")
     prepare_output(zmodel, None if volumes else output)  # ONNX graphs exported now: the manifest names the runtime
     ident = identity_of(zmodel, output)
+    batch_source = "given"
+    if batch_size is None and not volumes:
+        choice = default_batch(zmodel.name, zmodel.runtime.name, ident.precision, zmodel.device)
+        batch_size, batch_source = choice.size, choice.source
+        log.info("radzoo extract: batch size %d from %s", batch_size, batch_source)
     if volumes:
         from radzoo.extract.ct_work import ct_output_dim
         from radzoo.extract.volumes import discover_volumes
@@ -182,6 +192,7 @@ def extract_features(
         "inputs": [pacs.url] if pacs is not None else
                   [os.fspath(i) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)],
         "batch_size": batch_size,
+        "batch_size_source": batch_source,
         "workers": None if volumes or pacs is not None else workers,
         "threads": threads,
         "runtime": zmodel.runtime.name,
@@ -198,7 +209,7 @@ def extract_features(
                            "columns": [head_column(lab) for lab in task_head.labels]}
     if volumes:
         options["segmenter"] = segmenter
-        options["batch_size"] = None
+        options["batch_size"] = options["batch_size_source"] = None
     if pacs is not None:
         f = pacs.filters
         options["dicomweb"] = {"studies": len(f.studies), "series": len(f.series), "modalities": list(f.modalities),

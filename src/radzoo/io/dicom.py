@@ -21,7 +21,11 @@ Conventions (also documented on :func:`radzoo.io.read_image`):
 from __future__ import annotations
 
 import io
+import logging
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -46,6 +50,46 @@ _INSTALL_HINTS = {
 
 def _fail(label: str, cause: str) -> ImageReadError:
     return ImageReadError(label, cause)
+
+
+# ------------------------------------------------------------------------ decoder log messages
+
+#: Loggers pydicom's pixel decoders write to. Each failing plugin logs its exception WITH a
+#: traceback at ERROR before the last one raises; radzoo's ImageReadError then names the file and
+#: the cause in one line, so a batch job's user saw two tracebacks for one skipped file.
+_DECODER_LOGGERS = ("pydicom", "pydicom.pixels.decoders.base", "pydicom.pixels.utils")
+log = logging.getLogger(__name__)
+
+
+class _DemoteWhileDecoding(logging.Filter):
+    """Records logged while this thread decodes pixels are re-logged at DEBUG on ``radzoo.io.dicom``
+    (``--verbose`` shows them); outside a decode, pydicom's messages pass unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(self.active, "depth", 0):
+            return True
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s (%s): %s", record.name, record.levelname, record.getMessage(), exc_info=record.exc_info)
+        return False
+
+
+_DEMOTE = _DemoteWhileDecoding()
+for _name in _DECODER_LOGGERS:
+    logging.getLogger(_name).addFilter(_DEMOTE)
+
+
+@contextmanager
+def decoder_messages_at_debug() -> Iterator[None]:
+    """Scope in which pydicom's decoder log messages go to DEBUG (this thread only)."""
+    _DEMOTE.active.depth = getattr(_DEMOTE.active, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _DEMOTE.active.depth -= 1
 
 
 # ------------------------------------------------------------------------------------- parsing
@@ -248,7 +292,7 @@ def _cpu_frame(ds: Any, label: str, frame: int, n_frames: int, name: str) -> np.
     from pydicom.pixels import pixel_array
 
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), decoder_messages_at_debug():
             warnings.simplefilter("ignore")
             arr = pixel_array(ds, index=frame if n_frames > 1 else None)
     except (KeyboardInterrupt, SystemExit):

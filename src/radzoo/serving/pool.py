@@ -25,6 +25,7 @@ from radzoo.serving import metrics
 from radzoo.serving.batching import Batcher
 from radzoo.serving.missing_features import unavailable
 from radzoo.serving.settings import ServeSettings
+from radzoo.zoo.batch_record import default_batch
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class LoadedModel:
     runtime: str
     load_seconds: float
     precision: str = "fp32"
+    batch_source: str = "given"  # where the batcher's max batch size came from (RADZOO_MAX_BATCH_SIZE or bench)
 
     def embed_batch(self, batch: Any, output: str) -> Any:
         return self.batcher.submit(batch, output)
@@ -130,6 +132,9 @@ class ModelPool:
                     "runtime": entry.runtime if entry else self.settings.runtime,
                     "precision": entry.precision if entry else self.settings.precision,
                     "runtime_reason": entry.model.runtime.reason if entry else "decided when the model loads",
+                    "max_batch_size": entry.batcher.max_batch_size if entry else self.settings.max_batch_size,
+                    "max_batch_size_source": entry.batch_source if entry else
+                    "RADZOO_MAX_BATCH_SIZE" if self.settings.max_batch_size else "decided when the model loads",
                     "capabilities": sorted(spec.capabilities),
                     "unavailable": unavailable(spec.capabilities),  # features this install lacks a package for
                 }
@@ -189,10 +194,14 @@ class ModelPool:
         seconds = time.perf_counter() - start
         log.info("loaded model %s (runtime %s: %s; %s) in %.2f s", name, model.runtime.name, model.runtime.reason,
                  "RANDOM weights" if model.random_init else "weights " + model.revision, seconds)
-        batcher = Batcher(model.embed_batch, max_batch_size=settings.max_batch_size,
-                          wait_ms=settings.batch_wait_ms, name=name)
-        return LoadedModel(name, model, batcher, model.runtime.name, seconds,
-                           getattr(model.runtime, "precision", "fp32"))
+        precision = getattr(model.runtime, "precision", "fp32")
+        max_batch, source = settings.max_batch_size, "RADZOO_MAX_BATCH_SIZE"
+        if max_batch is None:
+            choice = default_batch(model.name, model.runtime.name, precision, model.device)
+            max_batch, source = choice.size, choice.source
+        log.info("model %s: max batch size %d from %s", name, max_batch, source)
+        batcher = Batcher(model.embed_batch, max_batch_size=max_batch, wait_ms=settings.batch_wait_ms, name=name)
+        return LoadedModel(name, model, batcher, model.runtime.name, seconds, precision, source)
 
     def close(self) -> None:
         with self._lock:

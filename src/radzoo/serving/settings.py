@@ -60,7 +60,7 @@ class ServeSettings:
     device: str | None = None  # cpu, cuda, cuda:N; None = cuda when available
     random_weights: bool = False  # radzoo.build() weights: TEST/SMOKE ONLY, marked in answers
     max_loaded_models: int = 2  # least recently used model is unloaded beyond this
-    max_batch_size: int = 32  # images per forward pass across concurrent requests
+    max_batch_size: int | None = None  # images per forward pass across requests; None: radzoo bench's best batch
     batch_wait_ms: float = 0.0  # extra wait to grow a batch (0: take what is queued, no added latency)
     max_items: int = 64  # images per request
     max_body_mb: float = 32.0  # request body limit (413 beyond)
@@ -84,7 +84,7 @@ class ServeSettings:
             raise InputError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}")
         for name in ("max_loaded_models", "max_batch_size", "max_items", "max_in_flight", "max_pixels", "threads",
                      "min_image_side"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_body_mb <= 0 or self.url_max_mb <= 0 or self.url_timeout_s <= 0:
             raise InputError("max_body_mb, url_max_mb and url_timeout_s must be > 0")
@@ -172,6 +172,8 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def _coerce(name: str, value: Any) -> Any:
+    if value is None and name == "max_batch_size":  # unset: the model's measured best batch (see pool)
+        return None
     try:
         if name in _LISTS:
             items = value.split(",") if isinstance(value, str) else list(value)

@@ -156,13 +156,22 @@ def throughput_lines(section: dict[str, Any]) -> list[str]:
         f"onnxruntime {section.get('versions', {}).get('onnxruntime', '?')}, torch {section.get('versions', {}).get('torch', '?')}). "
         "Numbers from another machine will differ; rerun `radzoo bench` there.",
         "",
-        "| precision | runtime | device | path | batch | items/s |",
-        "|---|---|---|---|---|---|",
+        "| precision | runtime | device | path | batch | items/s (median) | min-max |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in section.get("rows", []):
         rate = row.get("items_per_s")
         shown = f"{rate:.1f}" if isinstance(rate, (int, float)) else str(rate)
+        low, high = row.get("low"), row.get("high")
+        spread = f"{low:.1f}-{high:.1f}" if isinstance(low, (int, float)) and isinstance(high, (int, float)) else ""
         lines.append(f"| {row.get('precision')} | {row.get('runtime')} | {row.get('device')} | {row.get('path')} | "
-                     f"{row.get('batch')} | {shown} {row.get('unit', 'img/s')} |")
+                     f"{row.get('batch')} | {shown} {row.get('unit', 'img/s')} | {spread} |")
+    best = section.get("best_batches") or []
+    if best:
+        lines += ["", "Best batch per precision (the default batch of `radzoo extract` and `radzoo serve` on this "
+                  "machine, unless one is given):", "",
+                  "| precision | runtime | device | best batch | items/s (median) |", "|---|---|---|---|---|"]
+        lines += [f"| {b.get('precision')} | {b.get('runtime')} | {b.get('device')} | {b.get('batch')} | "
+                  f"{b.get('items_per_s', 0):.1f} {b.get('unit', 'img/s')} |" for b in best]
     lines.append("")
     return lines
