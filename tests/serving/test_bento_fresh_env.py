@@ -5,8 +5,9 @@ own requirements only, served with the network cut and its models read-only.
 2. ``bentoml export`` to a tar (what is carried into the air-gapped network) and unpacked.
 3. A FRESH virtual environment from the bento's ``env/python/requirements.txt`` (``-c
    constraints.txt`` so pip takes the on-disk torch); no system site packages, no checkout on
-   ``PYTHONPATH``. It is cached under the pytest cache, keyed by the requirements' hash (the first
-   run installs torch: minutes; later runs reuse it).
+   ``PYTHONPATH``. It is cached outside the checkout (``~/.cache/radzoo-tests/bento-venv``), keyed
+   by the requirements' and constraints' hash (the first run installs torch: minutes; later runs,
+   fresh clones included, reuse it).
 4. ``bentoml serve <unpacked bento>`` from that venv with an empty ``BENTOML_HOME``,
    ``HF_HUB_OFFLINE=1``, ``RADZOO_OFFLINE=1``, a read-only ``RADZOO_HOME`` and read-only model
    folders; then every route answers 200 (or its documented 4xx).
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -55,20 +58,57 @@ def writable_again(root: Path) -> None:
         path.chmod(path.stat().st_mode | stat.S_IWUSR)
 
 
+def venv_cache_root() -> Path:
+    """Where the bento's venv is kept between runs: outside the checkout (a fresh clone, as CI
+    makes, reuses it), like pip's own cache. ``RADZOO_TEST_VENV_CACHE`` moves it; deleting it makes
+    the next run install from scratch (minutes: torch's wheels are GBs)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "radzoo-tests" / "bento-venv"
+    root = Path(os.environ.get("RADZOO_TEST_VENV_CACHE", default))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _pins(constraints: Path) -> dict[str, str]:
+    pins = {}
+    for line in constraints.read_text().splitlines():
+        name, sep, version = line.split("#")[0].strip().partition("==")
+        if sep:
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version.strip()
+    return pins
+
+
+def _matches_pins(python: Path, constraints: Path) -> bool:
+    """Every package installed in the cached venv is at the version ``constraints.txt`` pins now."""
+    listed = subprocess.run([str(python), "-m", "pip", "list", "--format=json"], capture_output=True, text=True,
+                            timeout=120)
+    if listed.returncode != 0:
+        return False
+    pins = _pins(constraints)
+    for pkg in json.loads(listed.stdout):
+        want = pins.get(re.sub(r"[-_.]+", "-", pkg["name"]).lower())
+        if want is not None and want != pkg["version"]:
+            return False
+    return True
+
+
 def fresh_venv(requirements: Path, cache_root: Path) -> tuple[Path, float]:
-    """A venv holding only ``requirements`` (cached by their hash); its python and the install seconds."""
+    """A venv holding only ``requirements``, its python and the install seconds. Cached by the
+    requirements' hash (they are pinned) and reused only while every installed package still
+    matches ``constraints.txt`` (a changed transitive pin reinstalls)."""
     constraints = REPO / "constraints.txt"
-    key = hashlib.sha256(requirements.read_bytes() + constraints.read_bytes() + sys.version.encode()).hexdigest()[:16]
+    key = hashlib.sha256(requirements.read_bytes() + sys.version.encode()).hexdigest()[:16]
     venv = cache_root / key
     python = venv / "bin" / "python"
-    if (venv / ".complete").is_file():
+    if (venv / ".complete").is_file() and _matches_pins(python, constraints):
         return python, 0.0
     for old in cache_root.iterdir():  # one cached venv at a time (torch is GBs); a half-made one is redone
         shutil.rmtree(old, ignore_errors=True)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    proc = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(requirements),
+    # --no-compile: no .pyc for the thousands of torch modules at install time (Python compiles
+    # what it imports on first use), which is most of pip's CPU time here
+    proc = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-compile", "-r", str(requirements),
                            "-c", str(constraints)], env=env, capture_output=True, text=True, timeout=3000)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (venv / ".complete").write_text(requirements.read_text())  # last: marks the venv usable
@@ -98,7 +138,7 @@ def bento(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     timings["build + export"] = time.perf_counter() - start
 
     python, timings["fresh venv install"] = fresh_venv(unpacked / "env" / "python" / "requirements.txt",
-                                                       request.config.cache.mkdir("radzoo-bento-venv"))
+                                                       venv_cache_root())
     home = tmp / "radzoo_home"
     home.mkdir()
     read_only(home)
