@@ -93,6 +93,7 @@ class TaskHead:
 
 
 def is_head_dir(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a head folder (has a ``head.json``): how ``radzoo.load`` tells a head from a model."""
     p = Path(path)
     return p.is_dir() and (p / HEAD_JSON).is_file()
 
