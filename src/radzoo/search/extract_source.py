@@ -33,6 +33,7 @@ class SourceRows:
     shards: list[str]
     identity: dict[str, Any]
     pseudonymized: bool
+    shard_sizes: list[int] | None = None  # rows of each of ``shards``, in order (the low-memory index's row refs)
 
 
 def source_identity(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -81,7 +82,8 @@ def read_new_rows(folder: Path, known_shards: set[str]) -> SourceRows:
     columns = {c: _text_column(table, c) for c in KEY_COLUMNS}
     columns["source"] = pa.array([str(folder)] * len(table), pa.string())
     keys = pa.table(columns)
-    return SourceRows(str(folder), keys, normalise(vectors), new, ident, bool(manifest.get("pseudonymized")))
+    return SourceRows(str(folder), keys, normalise(vectors), new, ident, bool(manifest.get("pseudonymized")),
+                      [len(t) for t in tables])
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:

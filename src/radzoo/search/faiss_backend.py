@@ -30,6 +30,9 @@ EF_MAX = 1024
 RECALL_QUERIES = 200
 #: a filter allowing at most this many rows is scored exactly on those rows (no graph walk)
 SUBSET_EXACT_MAX = 5_000
+#: low-memory mode: (nprobe, re-rank factor) tried in order until the sample's recall@10 reaches
+#: RECALL_TARGET; k * factor IVF-PQ candidates are re-ranked exactly from the Parquet embeddings
+LOW_MEMORY_STEPS = ((16, 10), (32, 10), (64, 10), (64, 20), (128, 20), (256, 40), (1024, 40))
 
 
 def faiss_module() -> Any:
@@ -78,22 +81,29 @@ def measure_recall(index: Any, vectors: np.ndarray, k: int = 10, n_queries: int 
 
 
 class FaissStore:
-    """Vectors (row id = position) plus, above the threshold, an HNSW graph over them."""
+    """Vectors (row id = position) plus, above the threshold, an HNSW graph over them; or, in the
+    low-memory mode, IVF-PQ codes whose candidates are re-ranked exactly against ``vectors`` (then
+    a ``ParquetVectors`` reading the extraction's shards on demand)."""
 
-    def __init__(self, vectors: np.ndarray, ann: Any | None, ef_search: int = EF_SEARCH) -> None:
+    def __init__(self, vectors: Any, ann: Any | None, ef_search: int = EF_SEARCH,
+                 nprobe: int = 16, rerank: int = 10) -> None:
         self.vectors = vectors
         self.ann = ann
         self.ef_search = ef_search
+        self.nprobe = nprobe
+        self.rerank = rerank
         self._flat: Any = None
 
     @property
     def kind(self) -> str:
-        return "hnsw" if self.ann is not None else "exact"
+        if self.ann is None:
+            return "exact"
+        return "ivfpq" if isinstance(self.ann, faiss_module().IndexIVF) else "hnsw"
 
     @classmethod
-    def open(cls, vectors: np.ndarray, ann_path: Path | None, ef_search: int) -> FaissStore:
+    def open(cls, vectors: Any, ann_path: Path | None, ef_search: int, nprobe: int = 16, rerank: int = 10) -> FaissStore:
         ann = faiss_module().read_index(str(ann_path)) if ann_path is not None else None
-        return cls(vectors, ann, ef_search)
+        return cls(vectors, ann, ef_search, nprobe, rerank)
 
     def _exact(self) -> Any:
         if self._flat is None:
@@ -115,7 +125,11 @@ class FaissStore:
             selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap))
         else:
             bitmap, selector = None, None
-        if self.ann is not None:
+        if self.kind == "ivfpq":
+            params = faiss.SearchParametersIVF(nprobe=self.nprobe, sel=selector)
+            _, cand = self.ann.search(queries, min(n, k * self.rerank), params=params)
+            scores, ids = self._rerank(queries, cand, k)
+        elif self.ann is not None:
             params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k), sel=selector)
             scores, ids = self.ann.search(queries, k, params=params)
         else:
@@ -124,11 +138,24 @@ class FaissStore:
         del bitmap  # kept alive until the search returned (the selector points into it)
         return scores, ids
 
+    def _rerank(self, queries: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores of each query's candidates (one read of all their vectors), best ``k`` kept."""
+        scores = np.full((len(queries), k), -np.inf, np.float32)
+        ids = np.full((len(queries), k), -1, np.int64)
+        rows = np.unique(cand[cand >= 0])
+        vecs = self.vectors.take(rows) if hasattr(self.vectors, "take") else np.asarray(self.vectors[rows])
+        for i, (q, c) in enumerate(zip(queries, cand, strict=True)):
+            c = c[c >= 0]
+            s = vecs[np.searchsorted(rows, c)] @ q
+            best = np.argsort(-s, kind="stable")[:k]
+            scores[i, : len(best)], ids[i, : len(best)] = s[best], c[best]
+        return scores, ids
+
     def _subset(self, queries: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scores = np.full((len(queries), k), -np.inf, np.float32)
         ids = np.full((len(queries), k), -1, np.int64)
         if len(rows):
-            s, local = exact_knn(queries, np.asarray(self.vectors[rows]), k)
+            s, local = exact_knn(queries, np.asarray(self.vectors[rows], np.float32), k)
             found = local >= 0
             scores[:, : s.shape[1]] = np.where(found, s, -np.inf)
             ids[:, : s.shape[1]] = np.where(found, rows[np.clip(local, 0, None)], -1)
@@ -153,3 +180,65 @@ def build_ann(vectors: np.ndarray, previous: Any | None = None, threads: int | N
     log.info("HNSW over %d rows: %.1f s, recall@10 %.3f at efSearch %d", len(vectors), built,
              info["recall_at_10"], info["ef_search"])
     return index, info
+
+
+def ivfpq_shape(rows: int, dim: int) -> tuple[int, int, int]:
+    """(nlist, PQ bytes per vector, bits per code) for ``rows`` vectors: ~4 sqrt(n) lists (at least
+    39 training rows each, at most 1024), 8 dimensions per sub-quantizer, 8-bit codes (fewer bits
+    when there are too few rows to train 256 centroids)."""
+    nlist = int(max(1, min(1024, rows // 39, 4 * np.sqrt(rows))))
+    m = next(d for d in range(max(1, dim // 8), 0, -1) if dim % d == 0)
+    nbits = int(max(1, min(8, np.floor(np.log2(max(rows, 2))))))
+    return nlist, m, nbits
+
+
+def build_ivfpq(vectors: Any, previous: Any | None = None, threads: int | None = None,
+                train_rows: int = 100_000) -> tuple[Any, dict[str, Any]]:
+    """IVF-PQ codes over ``vectors`` (a ``ParquetVectors``; ``previous`` holds a prefix of them and
+    keeps its training), with nprobe and the re-rank factor raised until the sample's recall@10
+    (codes + exact re-rank, against exact search) reaches the target."""
+    faiss = faiss_module()
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    start = time.perf_counter()
+    n, dim = vectors.shape
+    if previous is None:
+        nlist, m, nbits = ivfpq_shape(n, dim)
+        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
+        pick = np.sort(np.random.default_rng(0).choice(n, size=min(n, train_rows), replace=False))
+        index.train(np.ascontiguousarray(vectors.take(pick)))
+    else:
+        index = previous
+    have = index.ntotal
+    for _, block in vectors.blocks(have):
+        index.add(np.ascontiguousarray(block))
+    built = time.perf_counter() - start
+    info = {"kind": "ivfpq", "nlist": index.nlist, "pq_m": index.pq.M, "pq_bits": index.pq.nbits,
+            "added_rows": n - have, "add_seconds": round(built, 3), "rerank_from": "extraction parquet"}
+    info.update(_tune_low_memory(index, vectors))
+    log.info("IVF-PQ over %d rows: %.1f s, recall@10 %.3f at nprobe %d, re-rank %dx", n, built,
+             info["recall_at_10"], info["nprobe"], info["rerank"])
+    return index, info
+
+
+def _tune_low_memory(index: Any, vectors: Any, k: int = 10, n_queries: int = RECALL_QUERIES,
+                     seed: int = 0) -> dict[str, Any]:
+    n = len(vectors)
+    pick = np.sort(np.random.default_rng(seed).choice(n, size=min(n_queries, n), replace=False))
+    queries = vectors.take(pick)
+    best_s = np.full((len(queries), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(queries), 0), np.int64)
+    for lo, block in vectors.blocks():  # exact truth in one streamed pass (no full copy in RAM)
+        s, i = exact_knn(queries, block, k)
+        best_s, best_i = np.hstack([best_s, s]), np.hstack([best_i, i + lo])
+        order = np.argsort(-best_s, axis=1, kind="stable")[:, :k]
+        best_s, best_i = np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1)
+    for nprobe, factor in LOW_MEMORY_STEPS:
+        nprobe = min(nprobe, index.nlist)
+        store = FaissStore(vectors, index, nprobe=nprobe, rerank=factor)
+        _, found = store.search(queries, min(k, n), None)
+        recall = float(np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(best_i, found, strict=True)]))
+        if recall >= RECALL_TARGET:
+            break
+    return {"recall_at_10": recall, "nprobe": nprobe, "rerank": factor, "recall_queries": len(pick),
+            "recall_note": "queries drawn from the indexed rows; truth = exact inner product"}

@@ -34,10 +34,12 @@ UID_COLUMNS = ("sop_instance_uid", "series_instance_uid", "study_instance_uid")
 
 def build_index(extract_dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *,
                 rebuild: bool = False, exact_below: int = fb.EXACT_BELOW, threads: int | None = None,
-                lock_timeout: float = 600.0) -> dict[str, Any]:
+                lock_timeout: float = 600.0, low_memory: bool | None = None) -> dict[str, Any]:
     """Index the rows of ``extract_dirs`` into ``out`` (created, or grown with new rows only).
 
     Returns the committed manifest. ``exact_below``: row count under which search stays exact.
+    ``low_memory``: IVF-PQ codes re-ranked exactly from the extraction's Parquet embeddings, no
+    float32 copy in the index (None: the existing index's mode; switching needs ``rebuild``).
     """
     if not extract_dirs:
         raise InputError("no extraction folders given")
@@ -45,7 +47,13 @@ def build_index(extract_dirs: Sequence[str | os.PathLike[str]], out: str | os.Pa
     with folder_fmt.writer_lock(index_dir, lock_timeout):
         old = folder_fmt.read_manifest(index_dir) if (index_dir / folder_fmt.MANIFEST).exists() else None
         previous = None if rebuild else old
+        if previous and low_memory is not None and bool(low_memory) != bool(previous.get("low_memory")):
+            raise InputError(f"index {index_dir} was built {'with' if previous.get('low_memory') else 'without'} "
+                             f"--low-memory; rebuild it (--rebuild) to switch modes")
         manifest = dict(previous) if previous else _new_manifest(exact_below)
+        if low_memory is None and old:
+            low_memory = bool(old.get("low_memory"))
+        manifest["low_memory"] = bool(low_memory)
         if rebuild and old:  # compaction: tombstoned rows are not re-read; removed UIDs stay removed
             manifest.update(generation=old.get("generation", 0), created=old.get("created"),
                             removed_uids=old.get("removed_uids", []))
@@ -58,8 +66,9 @@ def build_index(extract_dirs: Sequence[str | os.PathLike[str]], out: str | os.Pa
             rows = read_new_rows(path, set(sources.get(str(path), {}).get("shards", [])))
             _check_identity(manifest, rows.identity, path)
             if rows.shards:
-                keep = _not_removed(rows.keys, removed)
-                new_keys.append(rows.keys.filter(pa.array(keep)))
+                keys = _with_row_refs(rows.keys, rows.shards, rows.shard_sizes or []) if low_memory else rows.keys
+                keep = _not_removed(keys, removed)
+                new_keys.append(keys.filter(pa.array(keep)))
                 new_vecs.append(rows.vectors[keep])
             entry = sources.setdefault(str(path), {"shards": [], "pseudonymized": rows.pseudonymized})
             entry["shards"] = sorted(set(entry["shards"]) | set(rows.shards))
@@ -105,15 +114,24 @@ def _not_removed(keys: pa.Table, removed: set[str]) -> np.ndarray:
     return keep
 
 
+def _with_row_refs(keys: pa.Table, shards: list[str], sizes: list[int]) -> pa.Table:
+    """Each row's shard file name and position in it: where the low-memory index re-reads its vector."""
+    names = np.repeat(np.array(shards, dtype=object), sizes)
+    local = np.concatenate([np.arange(n, dtype=np.int64) for n in sizes]) if sizes else np.zeros(0, np.int64)
+    return keys.append_column("shard", pa.array(names, pa.string())).append_column("shard_row", pa.array(local))
+
+
 def _write_segment(index_dir: Path, manifest: dict[str, Any], keys: list[pa.Table], vecs: list[np.ndarray]) -> None:
     table = pa.concat_tables(keys) if keys else None
     if table is None or len(table) == 0:
         return
-    vectors = np.ascontiguousarray(np.concatenate(vecs), np.float32)
     kname = folder_fmt.next_name(manifest, "keys", "parquet")
-    vname = folder_fmt.next_name(manifest, "vectors", "npy")
     folder_fmt.write_file(index_dir, kname, lambda p: pq.write_table(table, p, compression="zstd"))
-    folder_fmt.write_file(index_dir, vname, lambda p: _save_npy(p, vectors))
+    vname = None
+    if not manifest.get("low_memory"):
+        vectors = np.ascontiguousarray(np.concatenate(vecs), np.float32)
+        vname = folder_fmt.next_name(manifest, "vectors", "npy")
+        folder_fmt.write_file(index_dir, vname, lambda p: _save_npy(p, vectors))
     manifest["segments"] = [*manifest.get("segments", []), {"keys": kname, "vectors": vname, "rows": len(table)}]
     manifest["rows"] = int(manifest.get("rows", 0)) + len(table)
 
@@ -123,8 +141,14 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(fh, array)
 
 
-def load_vectors(index_dir: Path, manifest: dict[str, Any], mmap: bool = True) -> np.ndarray:
-    """All segments' vectors in row-id order (one memory map when there is a single segment)."""
+def load_vectors(index_dir: Path, manifest: dict[str, Any], mmap: bool = True, keys: pa.Table | None = None) -> Any:
+    """All segments' vectors in row-id order (one memory map when there is a single segment); in the
+    low-memory mode a ``ParquetVectors`` reading them from the extraction's shards on demand."""
+    if manifest.get("low_memory"):
+        from radzoo.search.parquet_vectors import ParquetVectors
+
+        return ParquetVectors.from_keys(read_keys(index_dir, manifest) if keys is None else keys,
+                                        int(manifest.get("dim") or 0))
     parts = [np.load(index_dir / s["vectors"], mmap_mode="r" if mmap else None) for s in manifest["segments"]]
     if not parts:
         return np.zeros((0, int(manifest.get("dim") or 0)), np.float32)
@@ -134,14 +158,15 @@ def load_vectors(index_dir: Path, manifest: dict[str, Any], mmap: bool = True) -
 def _update_ann(index_dir: Path, manifest: dict[str, Any], previous: dict[str, Any] | None, rebuild: bool,
                 threads: int | None) -> None:
     rows = int(manifest["rows"])
-    if rows < int(manifest.get("exact_below", fb.EXACT_BELOW)):
+    low = bool(manifest.get("low_memory"))
+    if rows < int(manifest.get("exact_below", fb.EXACT_BELOW)) and not low:
         manifest["ann"], manifest["ann_file"] = {"kind": "exact"}, None
         return
     vectors = load_vectors(index_dir, manifest)
     graph = None
     if not rebuild and previous and previous.get("ann_file"):
         graph = fb.faiss_module().read_index(str(index_dir / previous["ann_file"]))
-    graph, info = fb.build_ann(vectors, graph, threads)
+    graph, info = (fb.build_ivfpq if low else fb.build_ann)(vectors, graph, threads)
     name = folder_fmt.next_name(manifest, "ann", "faiss")
     folder_fmt.write_file(index_dir, name, lambda p: fb.faiss_module().write_index(graph, str(p)))
     manifest["ann"], manifest["ann_file"] = info, name
@@ -192,7 +217,7 @@ def index_info(index: str | os.PathLike[str]) -> dict[str, Any]:
     manifest = folder_fmt.read_manifest(Path(index))
     return {"index": str(index), "model": manifest["model"], "dim": manifest["dim"], "rows": manifest["rows"],
             "live_rows": manifest["rows"] - manifest.get("removed", 0), "removed": manifest.get("removed", 0),
-            "backend": "faiss", "ann": manifest.get("ann"), "sources": {k: len(v["shards"]) for k, v in manifest["sources"].items()},
+            "backend": "faiss", "low_memory": bool(manifest.get("low_memory")), "ann": manifest.get("ann"), "sources": {k: len(v["shards"]) for k, v in manifest["sources"].items()},
             "pseudonymized": any(v.get("pseudonymized") for v in manifest["sources"].values()),
             "updated": manifest.get("updated")}
 

@@ -4,8 +4,10 @@ Layout::
 
     INDEX/index.json            the manifest (format, model identity, files, ANN settings, sources)
     INDEX/keys-<gen>.parquet    one segment's keys (path, sha256, UIDs, patient key, modality ...)
-    INDEX/vectors-<gen>.npy     that segment's L2-normalised float32 vectors (row order = keys)
-    INDEX/ann-<gen>.faiss       the ANN graph over all live segments (only above the exact threshold)
+    INDEX/vectors-<gen>.npy     that segment's L2-normalised float32 vectors (row order = keys);
+                                none in the low-memory mode (re-ranking reads the extraction's Parquet)
+    INDEX/ann-<gen>.faiss       the ANN graph over all live segments (only above the exact threshold),
+                                or the low-memory mode's IVF-PQ codes
     INDEX/tombstones-<gen>.npy  row ids removed since the last compaction
     INDEX/.lock                 serialises writers (filelock)
 
@@ -64,7 +66,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def data_files(manifest: dict[str, Any]) -> list[str]:
-    names = [s["keys"] for s in manifest.get("segments", [])] + [s["vectors"] for s in manifest.get("segments", [])]
+    segments = manifest.get("segments", [])
+    names = [s["keys"] for s in segments] + [s["vectors"] for s in segments if s.get("vectors")]
     for key in ("ann_file", "tombstones"):
         if manifest.get(key):
             names.append(manifest[key])

@@ -160,18 +160,20 @@ class SearchIndex(QueryBase):
         self.model_identity: dict[str, Any] = dict(self.manifest["model"] or {})
         try:
             self.keys = read_keys(self.path, self.manifest)
-            vectors = load_vectors(self.path, self.manifest)
+            vectors = load_vectors(self.path, self.manifest, keys=self.keys)
             ann = self.manifest.get("ann_file")
-            self.store = FaissStore.open(vectors, self.path / ann if ann else None,
-                                         int(self.manifest.get("ann", {}).get("ef_search", 64)))
+            tuned = self.manifest.get("ann", {})
+            self.store = FaissStore.open(vectors, self.path / ann if ann else None, int(tuned.get("ef_search", 64)),
+                                         int(tuned.get("nprobe", 16)), int(tuned.get("rerank", 10)))
             dead = read_tombstones(self.path, self.manifest)
-        except (OSError, ValueError, RuntimeError, pa.ArrowException) as exc:
+        except (OSError, ValueError, RuntimeError, pa.ArrowException) as exc:  # incl. a low-memory index's gone shard
             raise folder_fmt.IndexFolderError(f"index {self.path} is damaged: {exc}") from exc
         if len(self.keys) != len(vectors):
             raise folder_fmt.IndexFolderError(f"index {self.path} is damaged: {len(self.keys)} keys, {len(vectors)} vectors")
         self.live = np.ones(len(self.keys), bool)
         self.live[dead[dead < len(self.live)]] = False
-        self._columns = {c: np.asarray(self.keys.column(c).to_pylist(), dtype=object) for c in self.keys.column_names}
+        self._columns = {c: np.asarray(self.keys.column(c).to_pylist(), dtype=object) for c in self.keys.column_names
+                         if c not in ("shard", "shard_row")}  # row refs live in the low-memory store
         self._model: Any = None
 
     def __len__(self) -> int:
@@ -232,7 +234,7 @@ class SearchIndex(QueryBase):
                          f"stored it{', pseudonymised' if self.pseudonymized else ''})")
 
     def vector_of(self, row: int) -> np.ndarray:
-        return np.asarray(self.store.vectors[row], np.float32)
+        return np.asarray(self.store.vectors[row], np.float32)  # low-memory: read from its Parquet shard
 
     def patient_of_row(self, row: int) -> str | None:
         return self._columns["patient_key"][row]

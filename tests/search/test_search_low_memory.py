@@ -1,0 +1,120 @@
+"""The low-memory index: IVF-PQ codes, exact re-ranking read from the extraction's Parquet shards."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from radzoo.errors import InputError
+from radzoo.search import IndexFolderError, build_index, remove_uids
+from radzoo.search import open as open_index
+
+DIM, ROWS, SHARD = 32, 3000, 1000
+
+
+def _write_shard(ext: Path, name: str, vectors: np.ndarray, first: int, ident: dict) -> None:
+    """One extraction shard in the extraction's own layout (several row groups, zstd)."""
+    n = len(vectors)
+    ids = np.arange(first, first + n)
+    table = pa.table({
+        "path": [f"/archive/img{i:05d}.dcm" for i in ids],
+        "sha256": [f"{i:064x}" for i in ids],
+        "sop_instance_uid": [f"1.2.826.0.1.{i}" for i in ids],
+        "series_instance_uid": [f"1.2.826.0.2.{i // 4}" for i in ids],
+        "study_instance_uid": [f"1.2.826.0.3.{i // 4}" for i in ids],
+        "patient_key": [f"P{i // 8:04d}" for i in ids],
+        "modality": ["CR" if i % 3 else "DX" for i in ids],
+        "view_position": ["PA" if i % 2 else "AP" for i in ids],
+        "study_date": [f"2020{1 + i % 12:02d}01" for i in ids],
+        "embedding": pa.array(list(vectors), pa.list_(pa.float32())),
+        **{c: [str(ident[c])] * n for c in ("model", "revision", "preprocess", "output", "precision")},
+    })
+    pq.write_table(table, ext / "embeddings" / name, compression="zstd", row_group_size=250)
+
+
+@pytest.fixture(scope="module")
+def clustered(extraction: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    """3,000 (+1,000 held back for a grow) clustered vectors written as a real extraction output
+    (the NIH extraction's manifest and model identity, 3 shards)."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((30, DIM)).astype(np.float32)
+    vectors = centres[rng.integers(0, 30, ROWS + SHARD)] + 0.5 * rng.standard_normal((ROWS + SHARD, DIM)).astype(np.float32)
+    ext = tmp_path_factory.mktemp("lowmem") / "ext"
+    (ext / "embeddings").mkdir(parents=True)
+    manifest = json.loads((extraction / "manifest.json").read_text())
+    manifest["model"]["dim"] = DIM
+    (ext / "manifest.json").write_text(json.dumps(manifest))
+    for s in range(ROWS // SHARD):
+        _write_shard(ext, f"part-synthetic-{s:05d}.parquet", vectors[s * SHARD:(s + 1) * SHARD], s * SHARD, manifest["model"])
+    return ext, vectors
+
+
+def _paths(result) -> list[str]:
+    return [h["path"] for h in result.hits]
+
+
+def test_low_memory_index_holds_codes_only_recall_stored_and_matches_exact(clustered, tmp_path: Path) -> None:
+    ext, _ = clustered
+    m = build_index([ext], tmp_path / "low", low_memory=True)
+    assert m["low_memory"] and m["ann"]["kind"] == "ivfpq" and m["ann"]["recall_at_10"] >= 0.95
+    assert not list((tmp_path / "low").glob("*.npy"))  # no float32 copy: re-ranking reads the Parquet shards
+    build_index([ext], tmp_path / "exact")
+    low, exact = open_index(tmp_path / "low"), open_index(tmp_path / "exact")
+    assert low.backend == "faiss-ivfpq" and exact.backend == "faiss-exact"
+    uids = [f"1.2.826.0.1.{i}" for i in range(0, ROWS, 150)]
+    for a, b in zip(low.query(uids=uids, k=10), exact.query(uids=uids, k=10), strict=True):
+        assert _paths(a) == _paths(b)
+        assert np.allclose([h["score"] for h in a.hits], [h["score"] for h in b.hits], atol=1e-5)
+    [f] = low.query(uids=uids[:1], k=10, filters={"modality": "DX"}, exclude_same_patient=True)
+    [g] = exact.query(uids=uids[:1], k=10, filters={"modality": "DX"}, exclude_same_patient=True)
+    assert _paths(f) == _paths(g) and all(h["modality"] == "DX" and h["patient_key"] != "P0000" for h in f.hits)
+    [few] = low.query(uids=uids[:1], k=5, filters={"study_date": "20200101..20200131", "view": "AP"})
+    assert few.hits and all(h["study_date"] == "20200101" and h["view_position"] == "AP" for h in few.hits)
+
+
+def test_low_memory_grow_remove_rebuild_and_mode_switch(clustered, tmp_path: Path) -> None:
+    src, vectors = clustered
+    ext = tmp_path / "ext"
+    shutil.copytree(src, ext)
+    out = tmp_path / "index"
+    first = build_index([ext], out, low_memory=True)
+    ident = json.loads((ext / "manifest.json").read_text())["model"]
+    _write_shard(ext, "part-synthetic-00009.parquet", vectors[ROWS:], ROWS, ident)
+    grown = build_index([ext], out)  # the index's mode is kept
+    assert grown["low_memory"] and grown["added_last"] == SHARD and grown["rows"] == first["rows"] + SHARD
+    assert grown["ann"]["kind"] == "ivfpq" and grown["ann"]["recall_at_10"] >= 0.95
+    index = open_index(out)
+    [hit] = index.query(uids=[f"1.2.826.0.1.{ROWS + 7}"], k=1)  # a grown row finds its nearest neighbour
+    assert hit.hits and hit.hits[0]["score"] > 0.5
+    done = remove_uids(out, [f"1.2.826.0.1.{ROWS + 7}", "1.2.826.0.3.0"])
+    assert done["removed"] == 5
+    [res] = open_index(out).query(uids=["1.2.826.0.1.100"], k=1000)
+    gone = {f"/archive/img{i:05d}.dcm" for i in (0, 1, 2, 3, ROWS + 7)}
+    assert not gone & set(_paths(res))
+    with pytest.raises(InputError, match="rebuild it"):
+        build_index([ext], out, low_memory=False)
+    compact = build_index([ext], out, rebuild=True)
+    assert compact["low_memory"] and compact["rows"] == ROWS + SHARD - 5 and compact["removed"] == 0
+    (ext / "embeddings" / "part-synthetic-00009.parquet").unlink()
+    with pytest.raises(IndexFolderError, match="part-synthetic-00009.parquet is gone"):
+        open_index(out)
+
+
+def test_low_memory_on_the_small_nih_extraction_equals_exact(extraction: Path, tmp_path: Path, search_model) -> None:
+    m = build_index([extraction], tmp_path / "low", low_memory=True)
+    assert m["ann"]["kind"] == "ivfpq" and m["ann"]["recall_at_10"] >= 0.95
+    low, exact = open_index(tmp_path / "low"), open_index(_exact(extraction, tmp_path / "exact"))
+    png = sorted((extraction.parent / "pngs").glob("*.png"))[2]
+    [a], [b] = (i.query(images=[png], k=5, model=search_model, exclude_same_patient=True) for i in (low, exact))
+    assert _paths(a) == _paths(b) and len(a.hits) == 5
+
+
+def _exact(extraction: Path, out: Path) -> Path:
+    build_index([extraction], out)
+    return out
