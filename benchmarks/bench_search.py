@@ -12,8 +12,10 @@ product builds it, hnswlib, usearch):
   mask applied inside the graph walk; 50 % and 1 % of rows allowed, and the query patient's
   exclusion) with their p50 next to the unfiltered one; adding ``--add`` rows (graph add + write +
   reload) as a share of the full build; tombstones (a mask over removed rows) at query time;
-* the low-memory mode: IVF-PQ (``--pq-m`` bytes per vector) with exact re-ranking of ``--rerank``
-  candidates from the memory-mapped float32 vectors, with its recall, p50 and memory.
+* the product's index (``radzoo index build`` on the vectors written as an extraction output), HNSW
+  and ``--low-memory`` (IVF-PQ codes, exact re-rank read from the Parquet shards) side by side: full
+  build, growing by ``--add`` rows as a share of it, memory per million vectors once opened, stored
+  and held-out recall@10, single-query p50. ``--candidates ''`` runs only this section.
 
 ``--http``: the NIH images embedded by a random-weight ``mococxr_resnet50`` (``radzoo extract``),
 indexed (``radzoo index build``) and served (``radzoo serve --index``); ``POST /v1/search`` p50 at
@@ -164,11 +166,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--candidates", default="faiss,hnswlib,usearch")
     ap.add_argument("--add", type=int, default=10_000, help="rows added to the built FAISS graph")
-    ap.add_argument("--pq-m", type=int, default=96, help="low-memory mode: PQ bytes per vector")
-    ap.add_argument("--rerank", type=int, default=100, help="low-memory mode: candidates re-ranked exactly")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ef-construction", type=int, default=None, help="FAISS HNSW efConstruction (default: the product's)")
-    ap.add_argument("--no-low-memory", action="store_true", help="skip the IVF-PQ low-memory measurement")
+    ap.add_argument("--no-low-memory", action="store_true",
+                    help="skip the product-index section (HNSW vs --low-memory through `radzoo index build`)")
     ap.add_argument("--http", action="store_true", help="POST /v1/search latency on a real server (NIH images)")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--requests", type=int, default=80)
@@ -204,7 +205,7 @@ def main() -> None:
           f"{exact1_ms:.2f} ms on 1 (ratios below use the faster)", flush=True)
     exact_ms = min(exact_ms, exact1_ms)
     keep: dict[str, Any] = {}
-    for name in args.candidates.split(","):
+    for name in filter(None, args.candidates.split(",")):
         faiss.omp_set_num_threads(args.threads)
         search, obj, secs, grew = build_candidate(name, xb, args.threads, args.ef_construction)
         faiss.omp_set_num_threads(1)
@@ -252,49 +253,81 @@ def main() -> None:
             print(f"add {args.add} rows (read graph + add + write): {add_s:.1f} s = {add_s / secs:.1%} of the "
                   f"{secs:.0f} s full build", flush=True)
         del keep, store, index
+    if args.extract is None and not args.no_low_memory:
         faiss.omp_set_num_threads(args.threads)
-        if len(xb) >= 10_000 and not args.no_low_memory:  # PQ training needs >= 256 points per sub-quantizer (and IVF lists to fill)
-            low_memory(xb, xq, truth, exact_ms, args)
+        index_modes(xb, xq, extra, truth, exact_ms, args)
 
 
-def low_memory(xb: np.ndarray, xq: np.ndarray, truth: np.ndarray, exact_ms: float, args: argparse.Namespace) -> None:
-    """IVF-PQ codes in RAM, float32 vectors memory-mapped from disk for exact re-ranking."""
+def write_extraction(folder: Path, xb: np.ndarray, first: int = 0, shard_rows: int = 1024) -> None:
+    """``xb`` as a ``radzoo extract`` output (manifest + zstd Parquet shards of ``shard_rows``, the
+    extraction's default), so the index is built and searched through the product's own code."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dim = xb.shape[1]
+    ident = {"model": "bench-synthetic", "revision": "0", "preprocess": "0", "output": "pooled", "precision": "fp32",
+             "dim": dim}
+    (folder / "embeddings").mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps({"model": ident}))
+    for lo in range(0, len(xb), shard_rows):
+        part = xb[lo:lo + shard_rows]
+        n, ids = len(part), range(first + lo, first + lo + len(part))
+        emb = pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32)),
+                                       pa.array(np.ascontiguousarray(part).ravel()))
+        table = pa.table({"path": [f"/bench/{i}.dcm" for i in ids], "sop_instance_uid": [f"1.2.{i}" for i in ids],
+                          "patient_key": [f"P{i // 8}" for i in ids], "embedding": emb,
+                          **{c: [ident[c]] * n for c in ("model", "revision", "preprocess", "output", "precision")}})
+        pq.write_table(table, folder / "embeddings" / f"part-{first + lo:09d}.parquet", compression="zstd")
+
+
+def index_modes(xb: np.ndarray, xq: np.ndarray, extra: np.ndarray, truth: np.ndarray, exact_ms: float,
+                args: argparse.Namespace) -> None:
+    """``radzoo index build`` as the product runs it, HNSW and ``--low-memory`` side by side: full
+    build, growing by ``--add`` rows (share of the full build), memory per million vectors once
+    opened (RSS growth; the low-memory mode keeps IVF-PQ codes, the HNSW mode maps the float32
+    vectors and holds the graph), recall@10 of held-out queries and single-query p50."""
+
+    from radzoo.search import build_index
     from radzoo.search.faiss_backend import faiss_module
+    from radzoo.search.similar import SearchIndex
 
     faiss = faiss_module()
-    dim = xb.shape[1]
-    m = args.pq_m if dim % args.pq_m == 0 else next(d for d in (64, 48, 32, 16, 8) if dim % d == 0)
-    nlist = int(max(16, min(1024, 4 * np.sqrt(len(xb)))))
     with tempfile.TemporaryDirectory() as d:
-        raw = Path(d) / "vectors.npy"
-        np.save(raw, xb)
-        mm = np.load(raw, mmap_mode="r")
-        before, t0 = rss_mb(), time.perf_counter()
-        ivf = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
-        train = xb[np.random.default_rng(0).choice(len(xb), min(len(xb), 50 * nlist), replace=False)]
-        ivf.train(train)
-        for lo in range(0, len(xb), 100_000):
-            ivf.add(xb[lo:lo + 100_000])
-        secs, grew = time.perf_counter() - t0, rss_mb() - before
-        faiss.omp_set_num_threads(1)
-        for nprobe in (16, 64):
-            ivf.nprobe = nprobe
-
-            def search(q: np.ndarray) -> np.ndarray:
-                _, cand = ivf.search(q, args.rerank)
-                out = []
-                for row, c in zip(q, cand, strict=True):
-                    c = c[c >= 0]
-                    scores = np.asarray(mm[np.sort(c)]) @ row
-                    out.append(np.sort(c)[np.argsort(-scores)[:K]])
-                return np.array(out)
-
-            found = np.concatenate([search(q[None]) for q in xq])
-            ms = p50_ms(search, xq)
-            print(f"low-memory IVF{nlist}-PQ{m} + exact re-rank of {args.rerank} (nprobe {nprobe}): "
-                  f"build {secs:.0f} s, RSS +{grew:.0f} MB (codes {len(xb) * m / 1e6:.0f} MB; vectors on disk), "
-                  f"recall@10 {recall(found, truth):.4f}, p50 {ms:.3f} ms, {exact_ms / ms:.0f}x exact", flush=True)
-        ivf = None
+        ext = Path(d) / "ext"
+        write_extraction(ext, xb)
+        for mode in ("hnsw", "low-memory"):
+            out = Path(d) / mode
+            faiss.omp_set_num_threads(args.threads)
+            t0 = time.perf_counter()
+            m = build_index([ext], out, threads=args.threads, low_memory=mode == "low-memory")
+            full = time.perf_counter() - t0
+            faiss.omp_set_num_threads(1)
+            before = rss_mb()
+            index = SearchIndex(out)
+            store = index.store
+            found = np.concatenate([store.search(q[None], K, None)[1] for q in xq])
+            grew = rss_mb() - before
+            ms = p50_ms(lambda q, s=store: s.search(q, K, None), xq)
+            del index, store
+            disk = sum(f.stat().st_size for f in out.iterdir() if f.suffix in (".faiss", ".npy")) / 1e6
+            grow = ""
+            if args.add and len(extra):
+                faiss.omp_set_num_threads(args.threads)
+                write_extraction(ext, extra, first=10**9)
+                t0 = time.perf_counter()
+                build_index([ext], out, threads=args.threads)
+                add_s = time.perf_counter() - t0
+                grow = f"; add {len(extra)} rows {add_s:.1f} s = {add_s / full:.1%} of the full build"
+                for f in (ext / "embeddings").glob("part-1*.parquet"):
+                    f.unlink()
+            ann = m["ann"]
+            tuned = f"nprobe {ann['nprobe']}, re-rank {ann['rerank']}x" if mode == "low-memory" else f"efSearch {ann.get('ef_search')}"
+            print(f"index {mode:10s} ({ann['kind']}, {tuned}): build {full:.1f} s{grow}; opened + queried RSS +{grew:.0f} MB "
+                  f"({grew / len(xb) * 1e6:.0f} MB per 1M), index files {disk:.0f} MB ({disk / len(xb) * 1e6:.0f} MB per 1M); "
+                  f"stored recall@10 {ann['recall_at_10']:.4f}, held-out recall@10 {recall(found, truth):.4f}, "
+                  f"p50 {ms:.3f} ms, {exact_ms / ms:.0f}x exact", flush=True)
 
 
 def http(args: argparse.Namespace) -> None:
