@@ -179,7 +179,7 @@ def main() -> None:
         http(args)
         return
 
-    from radzoo.search.faiss_backend import FaissStore, exact_knn, faiss_module
+    from radzoo.search.faiss_backend import FaissStore, exact_knn, faiss_module, read_ann, write_ann
 
     faiss = faiss_module()
     faiss.omp_set_num_threads(args.threads)
@@ -242,12 +242,12 @@ def main() -> None:
                 path = os.path.join(d, "ann.faiss")
                 faiss.omp_set_num_threads(args.threads)
                 t0 = time.perf_counter()
-                faiss.write_index(index, path)
-                index2 = faiss.read_index(path)
+                write_ann(index, Path(path))  # as the product stores it: links only, vectors in segments
+                index2 = read_ann(Path(path), xb, links_only=True)
                 io_s = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 index2.add(extra)
-                faiss.write_index(index2, path)
+                write_ann(index2, Path(path))
                 add_s = time.perf_counter() - t0 + io_s
                 del index2
             print(f"add {args.add} rows (read graph + add + write): {add_s:.1f} s = {add_s / secs:.1%} of the "

@@ -118,3 +118,36 @@ def test_low_memory_on_the_small_nih_extraction_equals_exact(extraction: Path, t
 def _exact(extraction: Path, out: Path) -> Path:
     build_index([extraction], out)
     return out
+
+
+def test_hnsw_graph_file_holds_links_only_and_grows(clustered, tmp_path: Path) -> None:
+    """The HNSW file leaves the float32 vectors to the segments (a grow rewrites only links);
+    an index written before that (full graph file) still opens and grows."""
+    import faiss
+
+    src, vectors = clustered
+    ext = tmp_path / "ext"
+    shutil.copytree(src, ext)
+    out = tmp_path / "index"
+    m = build_index([ext], out, exact_below=1000)
+    assert m["ann"]["kind"] == "hnsw" and m["ann"]["links_only"]
+    graph = out / m["ann_file"]
+    links = graph.stat().st_size
+    full = faiss.read_index(str(graph), faiss.IO_FLAG_SKIP_STORAGE)  # rewrite it the old way: with storage
+    flat = faiss.IndexFlatIP(DIM)
+    flat.add(np.load(out / m["segments"][0]["vectors"]))
+    full.storage = flat
+    faiss.write_index(full, str(graph))
+    assert graph.stat().st_size - links >= ROWS * DIM * 4  # the links-only file left the vectors out
+    manifest = json.loads((out / "index.json").read_text())
+    manifest["ann"].pop("links_only")
+    (out / "index.json").write_text(json.dumps(manifest))
+    [old] = open_index(out).query(uids=["1.2.826.0.1.5"], k=10)
+    ident = json.loads((ext / "manifest.json").read_text())["model"]
+    _write_shard(ext, "part-synthetic-00009.parquet", vectors[ROWS:], ROWS, ident)
+    grown = build_index([ext], out)
+    assert grown["ann"]["links_only"] and grown["ann"]["recall_at_10"] >= 0.95 and grown["rows"] == ROWS + SHARD
+    index = open_index(out)
+    assert index.backend == "faiss-hnsw"
+    [new] = index.query(uids=[f"1.2.826.0.1.{ROWS + 3}"], k=10)
+    assert len(new.hits) == 10 and new.hits[0]["score"] > 0.5 and old.hits

@@ -101,8 +101,9 @@ class FaissStore:
         return "ivfpq" if isinstance(self.ann, faiss_module().IndexIVF) else "hnsw"
 
     @classmethod
-    def open(cls, vectors: Any, ann_path: Path | None, ef_search: int, nprobe: int = 16, rerank: int = 10) -> FaissStore:
-        ann = faiss_module().read_index(str(ann_path)) if ann_path is not None else None
+    def open(cls, vectors: Any, ann_path: Path | None, ef_search: int, nprobe: int = 16, rerank: int = 10,
+             links_only: bool = False) -> FaissStore:
+        ann = read_ann(ann_path, vectors, links_only) if ann_path is not None else None
         return cls(vectors, ann, ef_search, nprobe, rerank)
 
     def _exact(self) -> Any:
@@ -162,6 +163,30 @@ class FaissStore:
         return scores, ids
 
 
+def write_ann(index: Any, path: Path) -> None:
+    """Write an ANN file; an HNSW graph without its float32 storage (the index's vector segments
+    hold those), so a grow rewrites only the links (~1/10 of the file at 768-d), not every vector."""
+    faiss = faiss_module()
+    flags = faiss.IO_FLAG_SKIP_STORAGE if isinstance(index, faiss.IndexHNSW) else 0
+    faiss.write_index(index, str(path), flags)
+
+
+def read_ann(path: Path, vectors: Any, links_only: bool) -> Any:
+    """Read an ANN file; a links-only HNSW graph gets its storage back from ``vectors``."""
+    faiss = faiss_module()
+    if not links_only:
+        return faiss.read_index(str(path))
+    index = faiss.read_index(str(path), faiss.IO_FLAG_SKIP_STORAGE)
+    if index.ntotal > len(vectors):
+        raise ValueError(f"{path} holds {index.ntotal} rows, the vector segments {len(vectors)}")
+    flat = faiss.IndexFlatIP(index.d)
+    for lo in range(0, index.ntotal, 100_000):
+        flat.add(np.ascontiguousarray(vectors[lo: min(lo + 100_000, index.ntotal)], np.float32))
+    flat.this.disown()  # the graph owns (and frees) its storage
+    index.storage, index.own_fields = flat, True
+    return index
+
+
 def build_ann(vectors: np.ndarray, previous: Any | None = None, threads: int | None = None) -> tuple[Any, dict[str, Any]]:
     """An HNSW graph over ``vectors`` (extending ``previous``, which holds a prefix of them), with
     its recall measured against exact search."""
@@ -175,7 +200,7 @@ def build_ann(vectors: np.ndarray, previous: Any | None = None, threads: int | N
         index.add(np.ascontiguousarray(vectors[lo: lo + 100_000], np.float32))
     built = time.perf_counter() - start
     info = {"kind": "hnsw", "M": HNSW_M, "ef_construction": index.hnsw.efConstruction,
-            "added_rows": len(vectors) - have, "add_seconds": round(built, 3)}
+            "added_rows": len(vectors) - have, "add_seconds": round(built, 3), "links_only": True}
     info.update(measure_recall(index, vectors))
     log.info("HNSW over %d rows: %.1f s, recall@10 %.3f at efSearch %d", len(vectors), built,
              info["recall_at_10"], info["ef_search"])

@@ -165,10 +165,10 @@ def _update_ann(index_dir: Path, manifest: dict[str, Any], previous: dict[str, A
     vectors = load_vectors(index_dir, manifest)
     graph = None
     if not rebuild and previous and previous.get("ann_file"):
-        graph = fb.faiss_module().read_index(str(index_dir / previous["ann_file"]))
+        graph = fb.read_ann(index_dir / previous["ann_file"], vectors, bool(previous["ann"].get("links_only")))
     graph, info = (fb.build_ivfpq if low else fb.build_ann)(vectors, graph, threads)
     name = folder_fmt.next_name(manifest, "ann", "faiss")
-    folder_fmt.write_file(index_dir, name, lambda p: fb.faiss_module().write_index(graph, str(p)))
+    folder_fmt.write_file(index_dir, name, lambda p: fb.write_ann(graph, p))
     manifest["ann"], manifest["ann_file"] = info, name
 
 

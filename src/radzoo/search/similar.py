@@ -164,7 +164,8 @@ class SearchIndex(QueryBase):
             ann = self.manifest.get("ann_file")
             tuned = self.manifest.get("ann", {})
             self.store = FaissStore.open(vectors, self.path / ann if ann else None, int(tuned.get("ef_search", 64)),
-                                         int(tuned.get("nprobe", 16)), int(tuned.get("rerank", 10)))
+                                         int(tuned.get("nprobe", 16)), int(tuned.get("rerank", 10)),
+                                         bool(tuned.get("links_only")))
             dead = read_tombstones(self.path, self.manifest)
         except (OSError, ValueError, RuntimeError, pa.ArrowException) as exc:  # incl. a low-memory index's gone shard
             raise folder_fmt.IndexFolderError(f"index {self.path} is damaged: {exc}") from exc
