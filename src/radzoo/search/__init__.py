@@ -2,7 +2,7 @@
 
 Public API::
 
-    build_index(extract_dirs, out, *, rebuild=False, exact_below=20000) -> manifest
+    build_index(extract_dirs, out, *, rebuild=False, exact_below=20000, low_memory=None) -> manifest
     remove_uids(index, uids) -> {"removed", "unknown"}
     index_info(index) -> dict
     open(INDEX_OR_URI).query(images=..., texts=..., uids=..., k=10, filters=..., exclude_same_patient=False)

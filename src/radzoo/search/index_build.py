@@ -1,7 +1,8 @@
 """``radzoo index build|remove|info``: create or grow an index from extraction outputs, tombstone rows.
 
 A build reads only the shards the index does not hold yet; the new rows become one segment and,
-above the exact threshold, are added to the HNSW graph (a full rebuild only with ``rebuild=True``,
+above the exact threshold, are added to the HNSW graph (whose file holds links only, the segments
+holding the vectors) or, in the low-memory mode, to the IVF-PQ codes (a full rebuild only with ``rebuild=True``,
 which also compacts tombstones away). ``remove`` tombstones rows by UID at once; a later rebuild
 drops them for good, and remembers the UIDs so re-reading the sources does not bring them back.
 """
