@@ -52,10 +52,11 @@ K = 10
 TUNED: dict[str, int] = {}  # FAISS efSearch chosen by the build-time recall tuning
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
+    """Resident MB; ``RssAnon``: private memory only (not clean pages of memory-mapped files)."""
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -170,6 +171,7 @@ def main() -> None:
     ap.add_argument("--ef-construction", type=int, default=None, help="FAISS HNSW efConstruction (default: the product's)")
     ap.add_argument("--no-low-memory", action="store_true",
                     help="skip the product-index section (HNSW vs --low-memory through `radzoo index build`)")
+    ap.add_argument("--index-modes", default="hnsw,low-memory", help="product-index modes measured")
     ap.add_argument("--http", action="store_true", help="POST /v1/search latency on a real server (NIH images)")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--requests", type=int, default=80)
@@ -286,8 +288,8 @@ def index_modes(xb: np.ndarray, xq: np.ndarray, extra: np.ndarray, truth: np.nda
                 args: argparse.Namespace) -> None:
     """``radzoo index build`` as the product runs it, HNSW and ``--low-memory`` side by side: full
     build, growing by ``--add`` rows (share of the full build), memory per million vectors once
-    opened (RSS growth; the low-memory mode keeps IVF-PQ codes, the HNSW mode maps the float32
-    vectors and holds the graph), recall@10 of held-out queries and single-query p50."""
+    opened (growth of private resident memory, ``RssAnon``: the HNSW mode holds the graph with its
+    float32 vectors, the low-memory mode the IVF-PQ codes, the keys and its row-group cache), recall@10 of held-out queries and single-query p50."""
 
     from radzoo.search import build_index
     from radzoo.search.faiss_backend import faiss_module
@@ -297,18 +299,18 @@ def index_modes(xb: np.ndarray, xq: np.ndarray, extra: np.ndarray, truth: np.nda
     with tempfile.TemporaryDirectory() as d:
         ext = Path(d) / "ext"
         write_extraction(ext, xb)
-        for mode in ("hnsw", "low-memory"):
+        for mode in args.index_modes.split(","):
             out = Path(d) / mode
             faiss.omp_set_num_threads(args.threads)
             t0 = time.perf_counter()
             m = build_index([ext], out, threads=args.threads, low_memory=mode == "low-memory")
             full = time.perf_counter() - t0
             faiss.omp_set_num_threads(1)
-            before = rss_mb()
+            before = rss_mb("RssAnon")
             index = SearchIndex(out)
             store = index.store
             found = np.concatenate([store.search(q[None], K, None)[1] for q in xq])
-            grew = rss_mb() - before
+            grew = rss_mb("RssAnon") - before
             ms = p50_ms(lambda q, s=store: s.search(q, K, None), xq)
             del index, store
             disk = sum(f.stat().st_size for f in out.iterdir() if f.suffix in (".faiss", ".npy")) / 1e6
@@ -324,7 +326,7 @@ def index_modes(xb: np.ndarray, xq: np.ndarray, extra: np.ndarray, truth: np.nda
                     f.unlink()
             ann = m["ann"]
             tuned = f"nprobe {ann['nprobe']}, re-rank {ann['rerank']}x" if mode == "low-memory" else f"efSearch {ann.get('ef_search')}"
-            print(f"index {mode:10s} ({ann['kind']}, {tuned}): build {full:.1f} s{grow}; opened + queried RSS +{grew:.0f} MB "
+            print(f"index {mode:10s} ({ann['kind']}, {tuned}): build {full:.1f} s{grow}; opened + queried private RSS +{grew:.0f} MB "
                   f"({grew / len(xb) * 1e6:.0f} MB per 1M), index files {disk:.0f} MB ({disk / len(xb) * 1e6:.0f} MB per 1M); "
                   f"stored recall@10 {ann['recall_at_10']:.4f}, held-out recall@10 {recall(found, truth):.4f}, "
                   f"p50 {ms:.3f} ms, {exact_ms / ms:.0f}x exact", flush=True)

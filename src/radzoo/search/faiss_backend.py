@@ -32,7 +32,8 @@ RECALL_QUERIES = 200
 SUBSET_EXACT_MAX = 5_000
 #: low-memory mode: (nprobe, re-rank factor) tried in order until the sample's recall@10 reaches
 #: RECALL_TARGET; k * factor IVF-PQ candidates are re-ranked exactly from the Parquet embeddings
-LOW_MEMORY_STEPS = ((16, 10), (32, 10), (64, 10), (64, 20), (128, 20), (256, 40), (1024, 40))
+#: (each re-ranked candidate may cost a Parquet row-group read: the fewest that hold the target win)
+LOW_MEMORY_STEPS = ((16, 2), (16, 3), (32, 5), (32, 10), (64, 10), (64, 20), (128, 20), (256, 40), (1024, 40))
 
 
 def faiss_module() -> Any:
@@ -218,7 +219,7 @@ def ivfpq_shape(rows: int, dim: int) -> tuple[int, int, int]:
 
 
 def build_ivfpq(vectors: Any, previous: Any | None = None, threads: int | None = None,
-                train_rows: int = 100_000) -> tuple[Any, dict[str, Any]]:
+                train_rows: int = 50_000) -> tuple[Any, dict[str, Any]]:
     """IVF-PQ codes over ``vectors`` (a ``ParquetVectors``; ``previous`` holds a prefix of them and
     keeps its training), with nprobe and the re-rank factor raised until the sample's recall@10
     (codes + exact re-rank, against exact search) reaches the target."""

@@ -94,9 +94,13 @@ class ParquetVectors:
         if hit is not None:
             self._cache.move_to_end((s, g))
             return hit
-        emb = pf.read_row_group(g, columns=["embedding"]).column("embedding").combine_chunks()
-        flat = emb.flatten().to_numpy(zero_copy_only=False)
-        mat = np.asarray(flat, np.float32).reshape(len(emb), -1)
+        # one thread: a row group is small, and thread hand-offs cost more than they save here
+        emb = pf.read_row_group(g, columns=["embedding"], use_threads=False).column("embedding").combine_chunks()
+        if not isinstance(emb, (pa.ListArray, pa.FixedSizeListArray)):
+            raise ValueError(f"{self.files[s]}: the 'embedding' column is {emb.type}, not a list of floats")
+        start = emb.offsets[0].as_py() if isinstance(emb, pa.ListArray) else emb.offset * self.dim
+        flat = emb.values.to_numpy(zero_copy_only=False)[start: start + len(emb) * self.dim]  # no flatten() copy
+        mat = np.asarray(flat, np.float32).reshape(len(emb), self.dim)
         self._cache[(s, g)] = mat
         self._cached += mat.nbytes
         while self._cached > self.cache_bytes and len(self._cache) > 1:
