@@ -247,21 +247,8 @@ def _write_predictions(out: Path, pred: Any, names: list[str], failed: list[tupl
 def write_head_srs(out_dir: Path, model: Any, pred: Any, good: list[tuple[str, Any, Any]],
                    failed: list[tuple[str, str]]) -> list[Path]:
     """One head SR per DICOM image, in one new series per study; non-DICOM images are failures here."""
-    from radzoo.dicom_out import SeriesPlan, head_sr, read_source, write_dicom
-    from radzoo.errors import RadzooError
+    from radzoo.cli.zeroshot import write_srs_per_image
+    from radzoo.dicom_out import head_sr
 
-    plan = SeriesPlan()
-    written = []
-    for index, (name, source, image) in enumerate(good):
-        try:
-            if image.format != "dicom":
-                raise InputError(f"{name}: a {image.format.upper()} image has no DICOM header; --dicom-sr needs DICOM images")
-            header = read_source(source, name)
-            series, number = plan.next(str(header.StudyInstanceUID), "sr")
-            sr = head_sr(pred, header, model, index=index, series_instance_uid=series, instance_number=number, label=name)
-            written.append(write_dicom(sr, out_dir))
-        except RadzooError as exc:
-            failed.append((name, str(exc)))
-            print(f"no SR for {name}: {exc}", file=sys.stderr)
-    print(f"wrote {len(written)} DICOM SR(s) (TID 1500) to {out_dir}", file=sys.stderr)
-    return written
+    return write_srs_per_image(out_dir, good, failed, lambda index, header, series, number, name: head_sr(
+        pred, header, model, index=index, series_instance_uid=series, instance_number=number, label=name))

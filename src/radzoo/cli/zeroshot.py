@@ -196,8 +196,20 @@ def _zero_shot(args: argparse.Namespace) -> int:
 
 def _write_srs(out_dir: Path, model: Any, result: Any, good: list[tuple[str, Any, Any]],
                failed: list[tuple[str, str]]) -> list[Path]:
-    """One SR per DICOM image, in one new series per study; non-DICOM images are failures here."""
-    from radzoo.dicom_out import SeriesPlan, read_source, write_dicom, zero_shot_sr
+    """One zero-shot SR per DICOM image (see :func:`write_srs_per_image`)."""
+    from radzoo.dicom_out import zero_shot_sr
+
+    return write_srs_per_image(out_dir, good, failed, lambda index, header, series, number, name: zero_shot_sr(
+        result, header, model, index=index, series_instance_uid=series, instance_number=number, label=name))
+
+
+def write_srs_per_image(out_dir: Path, good: list[tuple[str, Any, Any]], failed: list[tuple[str, str]],
+                        build: Any) -> list[Path]:
+    """One SR per DICOM image, in one new series per study; non-DICOM images are failures here.
+
+    ``build(index, header, series_uid, instance_number, name)`` makes the SR of ``good[index]``
+    (zero-shot labels, or a task head's predictions); a failure is recorded and the others go on."""
+    from radzoo.dicom_out import SeriesPlan, read_source, write_dicom
     from radzoo.errors import RadzooError
 
     plan = SeriesPlan()
@@ -208,9 +220,7 @@ def _write_srs(out_dir: Path, model: Any, result: Any, good: list[tuple[str, Any
                 raise InputError(f"{name}: a {image.format.upper()} image has no DICOM header; --dicom-sr needs DICOM images")
             header = read_source(source, name)
             series, number = plan.next(str(header.StudyInstanceUID), "sr")
-            sr = zero_shot_sr(result, header, model, index=index, series_instance_uid=series, instance_number=number,
-                              label=name)
-            written.append(write_dicom(sr, out_dir))
+            written.append(write_dicom(build(index, header, series, number, name), out_dir))
         except RadzooError as exc:
             failed.append((name, str(exc)))
             print(f"no SR for {name}: {exc}", file=sys.stderr)

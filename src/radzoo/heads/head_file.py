@@ -119,6 +119,8 @@ def write_head(directory: str | os.PathLike[str], document: dict[str, Any], tens
     ``files``: extra files by relative name (card, figures). Returns the folder."""
     from safetensors.numpy import save_file
 
+    from radzoo.zoo.artifact import swap_in_directory
+
     directory = Path(directory)
     if directory.exists() and any(directory.iterdir()) and not overwrite:
         raise ArtifactError(f"{directory} exists and is not empty; choose another --out (or overwrite=True)")
@@ -138,14 +140,7 @@ def write_head(directory: str | os.PathLike[str], document: dict[str, Any], tens
                 target.write_bytes(content)
             else:
                 target.write_text(content)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+        swap_in_directory(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

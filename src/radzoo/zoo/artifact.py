@@ -100,6 +100,19 @@ def load_artifact(directory: str | Path, device: Any = None, cls: type[ZooModel]
     return cls(spec, net, device=device, assets=assets, directory=directory, config=config)
 
 
+def swap_in_directory(tmp: Path, directory: Path) -> None:
+    """Put the finished folder ``tmp`` at ``directory`` by renames only, so a reader sees the old
+    folder or the new one, never a half-written one (the old one is removed after the swap)."""
+    if directory.exists():
+        old = directory.with_name(f".{directory.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, directory)
+
+
 def save_artifact(
     model: ZooModel,
     directory: str | Path,
@@ -156,14 +169,7 @@ def save_artifact(
                 shutil.copyfile(src, dst)
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
         (tmp / CARD).write_text(render_card(config))
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+        swap_in_directory(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
