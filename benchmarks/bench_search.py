@@ -261,12 +261,14 @@ def main() -> None:
 
 
 def write_extraction(folder: Path, xb: np.ndarray, first: int = 0, shard_rows: int = 1024) -> None:
-    """``xb`` as a ``radzoo extract`` output (manifest + zstd Parquet shards of ``shard_rows``, the
-    extraction's default), so the index is built and searched through the product's own code."""
+    """``xb`` as a ``radzoo extract`` output (manifest + shards of ``shard_rows``, the extraction's
+    default, laid out by the extraction's own ``write_parquet``), so the index is built and searched
+    through the product's own code. Metadata: 8 rows per patient, a CR/DX modality split, 4 views."""
     import json
 
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from radzoo.extract.sink import write_parquet
 
     dim = xb.shape[1]
     ident = {"model": "bench-synthetic", "revision": "0", "preprocess": "0", "output": "pooled", "precision": "fp32",
@@ -275,13 +277,14 @@ def write_extraction(folder: Path, xb: np.ndarray, first: int = 0, shard_rows: i
     (folder / "manifest.json").write_text(json.dumps({"model": ident}))
     for lo in range(0, len(xb), shard_rows):
         part = xb[lo:lo + shard_rows]
-        n, ids = len(part), range(first + lo, first + lo + len(part))
-        emb = pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32)),
-                                       pa.array(np.ascontiguousarray(part).ravel()))
+        n, ids = len(part), np.arange(first + lo, first + lo + len(part))
+        emb = pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(part).ravel()), dim)
         table = pa.table({"path": [f"/bench/{i}.dcm" for i in ids], "sop_instance_uid": [f"1.2.{i}" for i in ids],
                           "patient_key": [f"P{i // 8}" for i in ids], "embedding": emb,
+                          "modality": np.where(ids % 2 == 0, "CR", "DX").tolist(),
+                          "view_position": np.array(["PA", "AP", "LL", "LATERAL"])[ids % 4].tolist(),
                           **{c: [ident[c]] * n for c in ("model", "revision", "preprocess", "output", "precision")}})
-        pq.write_table(table, folder / "embeddings" / f"part-{first + lo:09d}.parquet", compression="zstd")
+        write_parquet(table, folder / "embeddings" / f"part-{first + lo:09d}.parquet")
 
 
 def index_modes(xb: np.ndarray, xq: np.ndarray, extra: np.ndarray, truth: np.ndarray, exact_ms: float,
@@ -289,47 +292,98 @@ def index_modes(xb: np.ndarray, xq: np.ndarray, extra: np.ndarray, truth: np.nda
     """``radzoo index build`` as the product runs it, HNSW and ``--low-memory`` side by side: full
     build, growing by ``--add`` rows (share of the full build), memory per million vectors once
     opened (growth of private resident memory, ``RssAnon``: the HNSW mode holds the graph with its
-    float32 vectors, the low-memory mode the IVF-PQ codes, the keys and its row-group cache), recall@10 of held-out queries and single-query p50."""
+    float32 vectors, the low-memory mode the IVF-PQ codes, and both the keys), open time, recall@10
+    of held-out queries and single-query p50 of the backend, then of ``SearchIndex.search_vectors``
+    (what a query pays besides embedding: the allowed-rows mask and the hit keys) plain, filtered
+    (modality=CR: 50 % of rows; view=PA & modality=CR: 25 %), with the query patient excluded, and
+    with 1 % of rows tombstoned."""
 
-    from radzoo.search import build_index
+    from radzoo.search import build_index, remove_uids
     from radzoo.search.faiss_backend import faiss_module
     from radzoo.search.similar import SearchIndex
 
     faiss = faiss_module()
     with tempfile.TemporaryDirectory() as d:
         ext = Path(d) / "ext"
+        t0 = time.perf_counter()
         write_extraction(ext, xb)
+        print(f"extraction written: {len(xb)} rows in {time.perf_counter() - t0:.0f} s", flush=True)
         for mode in args.index_modes.split(","):
             out = Path(d) / mode
             faiss.omp_set_num_threads(args.threads)
             t0 = time.perf_counter()
             m = build_index([ext], out, threads=args.threads, low_memory=mode == "low-memory")
             full = time.perf_counter() - t0
+            ann = m["ann"]
+            print(f"index {mode}: full build {full:.1f} s ({ann['kind']}, stored leave-one-out recall@10 "
+                  f"{ann['recall_at_10']:.4f})", flush=True)
             faiss.omp_set_num_threads(1)
             before = rss_mb("RssAnon")
+            t0 = time.perf_counter()
             index = SearchIndex(out)
+            opened = time.perf_counter() - t0
             store = index.store
             found = np.concatenate([store.search(q[None], K, None)[1] for q in xq])
             grew = rss_mb("RssAnon") - before
             ms = p50_ms(lambda q, s=store: s.search(q, K, None), xq)
+            disk = sum(f.stat().st_size for f in out.iterdir() if f.suffix in (".faiss", ".npy", ".parquet")) / 1e6
+            tuned = f"nprobe {ann['nprobe']}, re-rank {ann['rerank']}x" if mode == "low-memory" else f"efSearch {ann.get('ef_search')}"
+            print(f"index {mode:10s} ({ann['kind']}, {tuned}): opened in {opened:.1f} s, private RSS +{grew:.0f} MB "
+                  f"({grew / len(xb) * 1e6:.0f} MB per 1M), index files {disk:.0f} MB ({disk / len(xb) * 1e6:.0f} MB per 1M); "
+                  f"held-out recall@10 {recall(found, truth):.4f}, backend p50 {ms:.3f} ms, {exact_ms / ms:.0f}x exact",
+                  flush=True)
+            full_query = p50_ms(lambda q, ix=index: ix.search_vectors(["q"], [q[0]], k=K, filters={}), xq)
+            cases = {"modality=CR (50 %)": ({"modality": ["CR"]}, None),
+                     "view=PA & modality=CR (25 %)": ({"modality": ["CR"], "view_position": ["PA"]}, None),
+                     "query patient excluded": ({}, "P123")}
+            line = [f"search_vectors p50 {full_query:.3f} ms"]
+            for name, (filt, patient) in cases.items():
+                got = p50_ms(lambda q, f=filt, p=patient, ix=index: ix.search_vectors(["q"], [q[0]], k=K, filters=f,
+                                                                                      patients=[p] if p else None), xq)
+                line.append(f"{name} {got:.3f} ms ({got / full_query:.2f}x)")
+            res = index.search_vectors(["q"] * 20, list(xq[:20]), k=K, filters={"modality": ["CR"]})
+            ok = all(h["modality"] == "CR" for r in res for h in r.hits) and all(len(r.hits) == K for r in res)
+            print(f"index {mode}: " + ", ".join(line) + f"; filtered hits all CR and k each: {ok}", flush=True)
             del index, store
-            disk = sum(f.stat().st_size for f in out.iterdir() if f.suffix in (".faiss", ".npy")) / 1e6
-            grow = ""
+            if mode == "low-memory":
+                low_memory_cache(out, xq)
+            t0 = time.perf_counter()
+            gone = [f"1.2.{i}" for i in np.random.default_rng(1).choice(len(xb), len(xb) // 100, replace=False)]
+            remove_uids(out, gone)
+            removed_s = time.perf_counter() - t0
+            index = SearchIndex(out)
+            got = p50_ms(lambda q, ix=index: ix.search_vectors(["q"], [q[0]], k=K, filters={}), xq)
+            hits = index.search_vectors(["q"] * 20, list(xq[:20]), k=K, filters={})
+            dead = set(gone)
+            clean = not any(h["sop_instance_uid"] in dead for r in hits for h in r.hits)
+            print(f"index {mode}: tombstoned 1 % ({len(gone)} UIDs) in {removed_s:.1f} s, effective at once "
+                  f"(no removed hit: {clean}); search_vectors p50 {got:.3f} ms ({got / full_query:.2f}x)", flush=True)
+            del index
             if args.add and len(extra):
                 faiss.omp_set_num_threads(args.threads)
                 write_extraction(ext, extra, first=10**9)
                 t0 = time.perf_counter()
-                build_index([ext], out, threads=args.threads)
+                grown = build_index([ext], out, threads=args.threads)
                 add_s = time.perf_counter() - t0
-                grow = f"; add {len(extra)} rows {add_s:.1f} s = {add_s / full:.1%} of the full build"
+                kept = grown["ann"].get("recall_rows") != len(xb) + len(extra) - len(gone)
+                print(f"index {mode}: add {len(extra)} rows {add_s:.1f} s = {add_s / full:.1%} of the full build "
+                      f"({'recall kept from the last measurement' if kept else 'recall re-measured'})", flush=True)
                 for f in (ext / "embeddings").glob("part-1*.parquet"):
                     f.unlink()
-            ann = m["ann"]
-            tuned = f"nprobe {ann['nprobe']}, re-rank {ann['rerank']}x" if mode == "low-memory" else f"efSearch {ann.get('ef_search')}"
-            print(f"index {mode:10s} ({ann['kind']}, {tuned}): build {full:.1f} s{grow}; opened + queried private RSS +{grew:.0f} MB "
-                  f"({grew / len(xb) * 1e6:.0f} MB per 1M), index files {disk:.0f} MB ({disk / len(xb) * 1e6:.0f} MB per 1M); "
-                  f"stored recall@10 {ann['recall_at_10']:.4f}, held-out recall@10 {recall(found, truth):.4f}, "
-                  f"p50 {ms:.3f} ms, {exact_ms / ms:.0f}x exact", flush=True)
+
+
+def low_memory_cache(out: Path, xq: np.ndarray) -> None:
+    """The low-memory index's p50 with a cold row-group cache (first time each query is seen)."""
+    from radzoo.search.similar import SearchIndex
+
+    index = SearchIndex(out)
+    times = []
+    for q in xq[:100]:
+        index.store.vectors._cache.clear()
+        t = time.perf_counter()
+        index.store.search(q[None], K, None)
+        times.append((time.perf_counter() - t) * 1000)
+    print(f"index low-memory: cold row-group cache p50 {statistics.median(times):.3f} ms", flush=True)
 
 
 def http(args: argparse.Namespace) -> None:

@@ -12,14 +12,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from radzoo.errors import InputError
+from radzoo.extract.sink import VECTOR_ROW_GROUP, write_parquet
 from radzoo.search import IndexFolderError, build_index, remove_uids
 from radzoo.search import open as open_index
 
 DIM, ROWS, SHARD = 32, 3000, 1000
 
 
-def _write_shard(ext: Path, name: str, vectors: np.ndarray, first: int, ident: dict) -> None:
-    """One extraction shard in the extraction's own layout (several row groups, zstd)."""
+def _write_shard(ext: Path, name: str, vectors: np.ndarray, first: int, ident: dict, layout: str = "old") -> None:
+    """One extraction shard: ``old`` as extractions before the 64-row layout wrote them (zstd
+    everywhere, big row groups: still readable, only slower to re-rank), ``new`` through the
+    extraction's own writer."""
     n = len(vectors)
     ids = np.arange(first, first + n)
     table = pa.table({
@@ -35,7 +38,10 @@ def _write_shard(ext: Path, name: str, vectors: np.ndarray, first: int, ident: d
         "embedding": pa.array(list(vectors), pa.list_(pa.float32())),
         **{c: [str(ident[c])] * n for c in ("model", "revision", "preprocess", "output", "precision")},
     })
-    pq.write_table(table, ext / "embeddings" / name, compression="zstd", row_group_size=250)
+    if layout == "new":
+        write_parquet(table, ext / "embeddings" / name)
+    else:
+        pq.write_table(table, ext / "embeddings" / name, compression="zstd", row_group_size=250)
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +157,67 @@ def test_hnsw_graph_file_holds_links_only_and_grows(clustered, tmp_path: Path) -
     assert index.backend == "faiss-hnsw"
     [new] = index.query(uids=[f"1.2.826.0.1.{ROWS + 3}"], k=10)
     assert len(new.hits) == 10 and new.hits[0]["score"] > 0.5 and old.hits
+
+
+def test_extraction_shards_are_laid_out_for_rereading_and_open_files_are_bounded(clustered, tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    """New shards: vectors uncompressed, no dictionary, 64-row groups (re-ranking decodes one group
+    per candidate); keys zstd. Re-reading across more shards than may stay open keeps the bound
+    and returns the stored vectors, unit length."""
+    from radzoo.search import parquet_vectors
+
+    src, vectors = clustered
+    ext = tmp_path / "ext"
+    shutil.copytree(src, ext)
+    for f in (ext / "embeddings").glob("*.parquet"):
+        f.unlink()
+    ident = json.loads((ext / "manifest.json").read_text())["model"]
+    for s in range(5):
+        _write_shard(ext, f"part-new-{s:05d}.parquet", vectors[s * 500:(s + 1) * 500], s * 500, ident, layout="new")
+    meta = pq.ParquetFile(ext / "embeddings" / "part-new-00000.parquet").metadata
+    assert meta.num_row_groups == -(-500 // VECTOR_ROW_GROUP) and meta.row_group(0).num_rows == VECTOR_ROW_GROUP
+    chunks = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i) for i in range(meta.num_columns)}
+    vec = next(c for name, c in chunks.items() if name.startswith("embedding."))
+    assert vec.compression == "UNCOMPRESSED" and not any("DICT" in e for e in vec.encodings)
+    assert chunks["path"].compression == "ZSTD"
+    m = build_index([ext], tmp_path / "low", low_memory=True)
+    monkeypatch.setattr(parquet_vectors, "OPEN_FILES", 2)
+    index = open_index(tmp_path / "low")
+    rows = np.random.default_rng(3).permutation(2500)[:300]
+    got = index.store.vectors.take(rows)
+    assert len(index.store.vectors._open) <= 2
+    want = vectors[rows] / np.linalg.norm(vectors[rows], axis=1, keepdims=True)
+    assert np.allclose(got, want, atol=1e-6) and m["rows"] == 2500
+
+
+def test_a_small_grow_keeps_the_measured_recall_a_large_one_measures_again(clustered, tmp_path: Path) -> None:
+    from radzoo.search.faiss_backend import RETUNE_GROWTH
+
+    src, vectors = clustered
+    ext = tmp_path / "ext"
+    shutil.copytree(src, ext)
+    ident = json.loads((ext / "manifest.json").read_text())["model"]
+    out = tmp_path / "index"
+    first = build_index([ext], out, exact_below=1000)["ann"]
+    assert first["recall_rows"] == ROWS and "leave-one-out" in first["recall_note"]
+    small = int(ROWS * RETUNE_GROWTH) - 100
+    _write_shard(ext, "part-synthetic-00010.parquet", vectors[ROWS:ROWS + small], ROWS, ident)
+    kept = build_index([ext], out)
+    assert kept["rows"] == ROWS + small and kept["ann"]["recall_rows"] == ROWS  # last measurement kept
+    assert kept["ann"]["recall_at_10"] == first["recall_at_10"] and kept["ann"]["added_rows"] == small
+    _write_shard(ext, "part-synthetic-00011.parquet", vectors[ROWS + small:], ROWS + small, ident)
+    again = build_index([ext], out)
+    assert again["ann"]["recall_rows"] == ROWS + SHARD and again["ann"]["recall_at_10"] >= 0.95
+
+
+def test_leave_one_out_recall_ignores_the_query_row() -> None:
+    """Each query's own row is dropped from truth and result before comparing (plain sets here)."""
+    from radzoo.search.faiss_backend import recall_without_self
+
+    truth = np.array([[7, 1, 2, 3], [8, 4, 5, 6]])
+    own = np.array([7, 8])
+    assert recall_without_self(truth, truth, own, 3) == 1.0
+    only_self = np.array([[7, 90, 91, 92], [8, 93, 94, 95]])
+    assert recall_without_self(truth, only_self, own, 3) == 0.0  # finding itself is no credit
+    half = np.array([[7, 1, 90, 91], [6, 5, 8, 4]])  # order within the top-k does not matter
+    assert recall_without_self(truth, half, own, 3) == pytest.approx((1 / 3 + 1) / 2)

@@ -39,7 +39,7 @@ def join_index_rows(index: Any, data: Any, pseudonym_secret: bytes | str | None 
         raise InputError(f"index {index.path} is pseudonymised: give the extraction's pseudonymisation secret "
                          "(--pseudonymize-key-file) to match the label rows to it")
     hmac = Pseudonymizer(pseudonym_secret) if index.pseudonymized else None
-    stored = index._columns["sha256"]
+    stored = index.column("sha256").to_pylist()
     where: dict[str, int] = {}
     for row in np.flatnonzero(index.live):
         where.setdefault(str(stored[row]), int(row))

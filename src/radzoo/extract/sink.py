@@ -28,6 +28,10 @@ pa = require_extra("extract", "pyarrow", feature="Parquet tables")
 pq = require_extra("extract", "pyarrow.parquet", feature="Parquet tables")
 
 TABLES = ("embeddings", "errors")
+#: rows per Parquet row group of a shard holding vectors. The low-memory search index re-reads one
+#: row group per re-ranked candidate: 64 rows x 768 floats decode in ~0.4 ms, a whole 1024-row zstd
+#: shard in ~8 ms (``benchmarks/bench_search.py``); full scans read the groups in parallel anyway.
+VECTOR_ROW_GROUP = 64
 MANIFEST = "manifest.json"
 _TMP_PREFIX = ".tmp-"
 
@@ -163,7 +167,7 @@ class ShardWriter:
         tmp = self.folder / f"{_TMP_PREFIX}{name}"
         try:
             with open(tmp, "wb") as fh:
-                pq.write_table(table, fh, compression="zstd")
+                write_parquet(table, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
@@ -179,6 +183,24 @@ class ShardWriter:
         self.shards.append(final)
         self._rows = []
         return final
+
+
+def write_parquet(table: pa.Table, where: Any) -> None:
+    """Write one shard the way every radzoo table is laid out: zstd for keys and numbers; float
+    vector columns uncompressed and without a dictionary (embeddings do not compress: zstd saved
+    ~7 % on them and doubled their decode time) in row groups of ``VECTOR_ROW_GROUP`` rows."""
+    vectors = [f.name for f in table.schema if _is_vector(f.type)]
+    if not vectors:
+        pq.write_table(table, where, compression="zstd")
+        return
+    others = [n for n in table.column_names if n not in vectors]
+    pq.write_table(table, where, compression={**dict.fromkeys(others, "zstd"), **dict.fromkeys(vectors, "none")},
+                   use_dictionary=others, row_group_size=VECTOR_ROW_GROUP)
+
+
+def _is_vector(kind: pa.DataType) -> bool:
+    return (pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind) or pa.types.is_large_list(kind)) \
+        and pa.types.is_floating(kind.value_type)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -28,6 +28,8 @@ EF_SEARCH = 64
 RECALL_TARGET = 0.95
 EF_MAX = 1024
 RECALL_QUERIES = 200
+#: a grow re-measures recall once the index holds this much more than at the last measurement
+RETUNE_GROWTH = 0.10
 #: a filter allowing at most this many rows is scored exactly on those rows (no graph walk)
 SUBSET_EXACT_MAX = 5_000
 #: low-memory mode: (nprobe, re-rank factor) tried in order until the sample's recall@10 reaches
@@ -61,23 +63,42 @@ def exact_knn(queries: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndar
                      metric=faiss.METRIC_INNER_PRODUCT)
 
 
+#: how the stored recall is measured (``radzoo index info`` shows it)
+RECALL_NOTE = ("leave-one-out: queries are indexed rows, each query's own row is left out of both the "
+               "exact top-10 (truth, inner product) and the index's")
+
+
+def recall_without_self(truth: np.ndarray, found: np.ndarray, own: np.ndarray, k: int) -> float:
+    """Mean recall@k of ``found`` against ``truth`` (both top-(k+1) row ids), each query's own row
+    dropped from both first: an indexed row finds itself trivially, which would flatter the index."""
+    hits = []
+    for t, f, o in zip(truth, found, own, strict=True):
+        want = [i for i in t if i != o and i >= 0][:k]
+        got = {i for i in f if i != o and i >= 0}
+        hits.append(len(got.intersection(want)) / max(len(want), 1))
+    return float(np.mean(hits))
+
+
+def recall_sample(n: int, n_queries: int = RECALL_QUERIES, seed: int = 0) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed).choice(n, size=min(n_queries, n), replace=False))
+
+
 def measure_recall(index: Any, vectors: np.ndarray, k: int = 10, n_queries: int = RECALL_QUERIES,
                    seed: int = 0) -> dict[str, Any]:
-    """recall@k of ``index`` against exact search on rows drawn from the index, raising efSearch
-    until ``RECALL_TARGET`` (the efSearch reached is stored with the index)."""
+    """Leave-one-out recall@k of ``index`` against exact search on rows drawn from the index,
+    raising efSearch until ``RECALL_TARGET`` (the efSearch reached is stored with the index)."""
     faiss = faiss_module()
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(vectors), size=min(n_queries, len(vectors)), replace=False)
+    pick = recall_sample(len(vectors), n_queries, seed)
     queries = np.ascontiguousarray(vectors[pick], np.float32)
-    _, truth = exact_knn(queries, vectors, k)
+    _, truth = exact_knn(queries, vectors, k + 1)
     ef = EF_SEARCH
     while True:
         params = faiss.SearchParametersHNSW(efSearch=ef)
-        _, found = index.search(queries, min(k, len(vectors)), params=params)
-        recall = float(np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(truth, found, strict=True)]))
+        _, found = index.search(queries, min(k + 1, len(vectors)), params=params)
+        recall = recall_without_self(truth, found, pick, k)
         if recall >= RECALL_TARGET or ef >= EF_MAX:
-            return {"recall_at_10": recall, "ef_search": ef, "recall_queries": len(pick),
-                    "recall_note": "queries drawn from the indexed rows; truth = exact inner product"}
+            return {"recall_at_10": recall, "ef_search": ef, "recall_queries": len(pick), "recall_rows": len(vectors),
+                    "recall_note": RECALL_NOTE}
         ef *= 2
 
 
@@ -188,9 +209,11 @@ def read_ann(path: Path, vectors: Any, links_only: bool) -> Any:
     return index
 
 
-def build_ann(vectors: np.ndarray, previous: Any | None = None, threads: int | None = None) -> tuple[Any, dict[str, Any]]:
+def build_ann(vectors: np.ndarray, previous: Any | None = None, threads: int | None = None,
+              tuned: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """An HNSW graph over ``vectors`` (extending ``previous``, which holds a prefix of them), with
-    its recall measured against exact search."""
+    its recall measured against exact search (or ``tuned``, the last measurement, kept while the
+    index has grown by less than ``RETUNE_GROWTH`` since: see ``kept_tuning``)."""
     faiss = faiss_module()
     if threads:
         faiss.omp_set_num_threads(threads)
@@ -202,10 +225,20 @@ def build_ann(vectors: np.ndarray, previous: Any | None = None, threads: int | N
     built = time.perf_counter() - start
     info = {"kind": "hnsw", "M": HNSW_M, "ef_construction": index.hnsw.efConstruction,
             "added_rows": len(vectors) - have, "add_seconds": round(built, 3), "links_only": True}
-    info.update(measure_recall(index, vectors))
+    info.update(kept_tuning(tuned, len(vectors)) or measure_recall(index, vectors))
     log.info("HNSW over %d rows: %.1f s, recall@10 %.3f at efSearch %d", len(vectors), built,
              info["recall_at_10"], info["ef_search"])
     return index, info
+
+
+def kept_tuning(tuned: dict[str, Any] | None, rows: int) -> dict[str, Any] | None:
+    """The last recall measurement and search settings, while the index holds fewer than
+    ``1 + RETUNE_GROWTH`` times the rows they were measured on (a small grow barely moves recall,
+    and measuring it costs an exact pass over every row); None when it is time to measure again."""
+    if not tuned or not tuned.get("recall_rows") or rows >= (1 + RETUNE_GROWTH) * int(tuned["recall_rows"]):
+        return None
+    keep = ("recall_at_10", "ef_search", "nprobe", "rerank", "recall_queries", "recall_rows", "recall_note")
+    return {k: tuned[k] for k in keep if k in tuned}
 
 
 def ivfpq_shape(rows: int, dim: int) -> tuple[int, int, int]:
@@ -219,7 +252,7 @@ def ivfpq_shape(rows: int, dim: int) -> tuple[int, int, int]:
 
 
 def build_ivfpq(vectors: Any, previous: Any | None = None, threads: int | None = None,
-                train_rows: int = 50_000) -> tuple[Any, dict[str, Any]]:
+                tuned: dict[str, Any] | None = None, train_rows: int = 50_000) -> tuple[Any, dict[str, Any]]:
     """IVF-PQ codes over ``vectors`` (a ``ParquetVectors``; ``previous`` holds a prefix of them and
     keeps its training), with nprobe and the re-rank factor raised until the sample's recall@10
     (codes + exact re-rank, against exact search) reaches the target."""
@@ -241,7 +274,7 @@ def build_ivfpq(vectors: Any, previous: Any | None = None, threads: int | None =
     built = time.perf_counter() - start
     info = {"kind": "ivfpq", "nlist": index.nlist, "pq_m": index.pq.M, "pq_bits": index.pq.nbits,
             "added_rows": n - have, "add_seconds": round(built, 3), "rerank_from": "extraction parquet"}
-    info.update(_tune_low_memory(index, vectors))
+    info.update(kept_tuning(tuned, n) or _tune_low_memory(index, vectors))
     log.info("IVF-PQ over %d rows: %.1f s, recall@10 %.3f at nprobe %d, re-rank %dx", n, built,
              info["recall_at_10"], info["nprobe"], info["rerank"])
     return index, info
@@ -250,21 +283,21 @@ def build_ivfpq(vectors: Any, previous: Any | None = None, threads: int | None =
 def _tune_low_memory(index: Any, vectors: Any, k: int = 10, n_queries: int = RECALL_QUERIES,
                      seed: int = 0) -> dict[str, Any]:
     n = len(vectors)
-    pick = np.sort(np.random.default_rng(seed).choice(n, size=min(n_queries, n), replace=False))
+    pick = recall_sample(n, n_queries, seed)
     queries = vectors.take(pick)
     best_s = np.full((len(queries), 0), -np.inf, np.float32)
     best_i = np.zeros((len(queries), 0), np.int64)
     for lo, block in vectors.blocks():  # exact truth in one streamed pass (no full copy in RAM)
-        s, i = exact_knn(queries, block, k)
+        s, i = exact_knn(queries, block, k + 1)
         best_s, best_i = np.hstack([best_s, s]), np.hstack([best_i, i + lo])
-        order = np.argsort(-best_s, axis=1, kind="stable")[:, :k]
+        order = np.argsort(-best_s, axis=1, kind="stable")[:, : k + 1]
         best_s, best_i = np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1)
     for nprobe, factor in LOW_MEMORY_STEPS:
         nprobe = min(nprobe, index.nlist)
         store = FaissStore(vectors, index, nprobe=nprobe, rerank=factor)
-        _, found = store.search(queries, min(k, n), None)
-        recall = float(np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(best_i, found, strict=True)]))
+        _, found = store.search(queries, min(k + 1, n), None)
+        recall = recall_without_self(best_i, found, pick, k)
         if recall >= RECALL_TARGET:
             break
     return {"recall_at_10": recall, "nprobe": nprobe, "rerank": factor, "recall_queries": len(pick),
-            "recall_note": "queries drawn from the indexed rows; truth = exact inner product"}
+            "recall_rows": n, "recall_note": RECALL_NOTE}

@@ -164,10 +164,11 @@ def _update_ann(index_dir: Path, manifest: dict[str, Any], previous: dict[str, A
         manifest["ann"], manifest["ann_file"] = {"kind": "exact"}, None
         return
     vectors = load_vectors(index_dir, manifest)
-    graph = None
+    graph, tuned = None, None
     if not rebuild and previous and previous.get("ann_file"):
         graph = fb.read_ann(index_dir / previous["ann_file"], vectors, bool(previous["ann"].get("links_only")))
-    graph, info = (fb.build_ivfpq if low else fb.build_ann)(vectors, graph, threads)
+        tuned = previous["ann"]
+    graph, info = (fb.build_ivfpq if low else fb.build_ann)(vectors, graph, threads, tuned)
     name = folder_fmt.next_name(manifest, "ann", "faiss")
     folder_fmt.write_file(index_dir, name, lambda p: fb.write_ann(graph, p))
     manifest["ann"], manifest["ann_file"] = info, name

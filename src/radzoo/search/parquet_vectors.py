@@ -20,6 +20,8 @@ from radzoo.search.extract_source import normalise
 
 #: decoded row groups kept for the next queries (bytes); the rest is read again when needed
 CACHE_BYTES = 64 << 20
+#: shards kept open (each holds a file descriptor; many systems allow 1024 per process)
+OPEN_FILES = 256
 
 
 class ParquetVectors:
@@ -31,7 +33,7 @@ class ParquetVectors:
         self._shard = np.asarray(shard, np.int32)
         self._local = np.asarray(local, np.int64)
         self.dim = int(dim)
-        self._open: dict[int, tuple[pq.ParquetFile, np.ndarray]] = {}
+        self._open: OrderedDict[int, tuple[pq.ParquetFile, np.ndarray]] = OrderedDict()
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._cached = 0
         self.cache_bytes = cache_bytes
@@ -83,10 +85,14 @@ class ParquetVectors:
             yield lo, self.take(np.arange(lo, min(lo + size, len(self))))
 
     def _file(self, s: int) -> tuple[pq.ParquetFile, np.ndarray]:
-        if s not in self._open:
-            pf = pq.ParquetFile(self.files[s], memory_map=True)
-            sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
-            self._open[s] = (pf, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64))
+        if s in self._open:
+            self._open.move_to_end(s)
+            return self._open[s]
+        pf = pq.ParquetFile(self.files[s], memory_map=True)
+        sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
+        self._open[s] = (pf, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64))
+        while len(self._open) > OPEN_FILES:
+            self._open.popitem(last=False)[1][0].close()
         return self._open[s]
 
     def _group(self, s: int, g: int, pf: pq.ParquetFile) -> np.ndarray:

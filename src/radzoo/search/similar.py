@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from radzoo.errors import InputError
 from radzoo.search import index_folder as folder_fmt
@@ -173,8 +174,10 @@ class SearchIndex(QueryBase):
             raise folder_fmt.IndexFolderError(f"index {self.path} is damaged: {len(self.keys)} keys, {len(vectors)} vectors")
         self.live = np.ones(len(self.keys), bool)
         self.live[dead[dead < len(self.live)]] = False
-        self._columns = {c: np.asarray(self.keys.column(c).to_pylist(), dtype=object) for c in self.keys.column_names
-                         if c not in ("shard", "shard_row")}  # row refs live in the low-memory store
+        self.keys = self.keys.combine_chunks()
+        # filterable columns as dictionary codes (int32 per row; -1 = empty): a filter or the patient
+        # exclusion is a comparison of codes, and no key becomes a Python object (1M rows: ~28 MB)
+        self._codes = {c: _Codes(self.keys.column(c)) for c in FILTER_FIELDS}
         self._model: Any = None
 
     def __len__(self) -> int:
@@ -197,38 +200,38 @@ class SearchIndex(QueryBase):
         base = self.allowed(filters)
         results = []
         for i, (label, vec) in enumerate(zip(labels, vectors, strict=True)):
-            allowed = base.copy()
+            allowed = base
             own = own_rows[i] if own_rows else None
-            if own is not None:
-                allowed[own] = False
             patient = patients[i] if patients else None
-            if patient:
-                allowed &= self._columns["patient_key"] != patient
+            if own is not None or patient:
+                allowed = self.live.copy() if base is None else base.copy()
+                if own is not None:
+                    allowed[own] = False
+                if patient:
+                    allowed &= self._codes["patient_key"].not_equal(patient)
             scores, ids = self.store.search(normalise(np.asarray(vec, np.float32)[None]), k, allowed)
             results.append(QueryResult(label, self._hits(scores[0], ids[0])))
         return results
 
-    def allowed(self, wanted: Mapping[str, list[str]]) -> np.ndarray:
-        """Live rows matching every filter (study_date also takes FROM..TO, inclusive)."""
+    def allowed(self, wanted: Mapping[str, list[str]]) -> np.ndarray | None:
+        """Live rows matching every filter (study_date also takes FROM..TO, inclusive); None when
+        every row is allowed (no filter, no tombstone), so the search runs unrestricted."""
+        if not wanted:
+            return None if self.live.all() else self.live
         mask = self.live.copy()
         for name, values in wanted.items():
-            column = self._columns[name]
-            hit = np.zeros(len(column), bool)
-            for value in values:
-                lo, sep, hi = value.partition("..")
-                if sep and name == "study_date":
-                    text = column.astype(str)
-                    present = column != None  # noqa: E711 - elementwise on an object array
-                    hit |= present & (text >= (lo or "")) & (text <= (hi or "99999999"))
-                else:
-                    hit |= column == value
-            mask &= hit
+            mask &= self._codes[name].matching(values, ranges=name == "study_date")
         return mask
+
+    def column(self, name: str) -> pa.Array:
+        """One key column of every row (live or not), as stored."""
+        return self.keys.column(name)
 
     def row_of(self, uid: str) -> int:
         """The live row of a SOP Instance UID (or, for CT rows, a Series Instance UID)."""
         for name in ("sop_instance_uid", "series_instance_uid"):
-            rows = np.flatnonzero((self._columns[name] == uid) & self.live)
+            hit = pc.fill_null(pc.equal(self.keys.column(name), uid), False).to_numpy(zero_copy_only=False)
+            rows = np.flatnonzero(hit & self.live)
             if len(rows):
                 return int(rows[0])
         raise InputError(f"uid {uid!r} is not in index {self.path} (give the SOP Instance UID as the extraction "
@@ -238,7 +241,7 @@ class SearchIndex(QueryBase):
         return np.asarray(self.store.vectors[row], np.float32)  # low-memory: read from its Parquet shard
 
     def patient_of_row(self, row: int) -> str | None:
-        return self._columns["patient_key"][row]
+        return self.keys.column("patient_key")[row].as_py()
 
     @property
     def pseudonymized(self) -> bool:
@@ -255,18 +258,39 @@ class SearchIndex(QueryBase):
             data = Path(image).read_bytes()
         else:
             return None
-        rows = np.flatnonzero(self._columns["sha256"] == hashlib.sha256(data).hexdigest())
-        return self._columns["patient_key"][rows[0]] if len(rows) else None
+        row = pc.index(self.keys.column("sha256"), hashlib.sha256(data).hexdigest()).as_py()
+        return self.patient_of_row(row) if row >= 0 else None
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray) -> list[dict[str, Any]]:
-        hits = []
-        for score, row in zip(scores, ids, strict=True):
-            if row < 0:
-                continue
-            hit = {"rank": len(hits) + 1, "score": round(float(score), 6)}
-            hit.update({c: self._columns[c][row] for c in HIT_KEYS})
-            hits.append(hit)
-        return hits
+        found = ids >= 0
+        keys = self.keys.select(list(HIT_KEYS)).take(pa.array(ids[found])).to_pylist()
+        return [{"rank": rank, "score": round(float(score), 6), **key}
+                for rank, (score, key) in enumerate(zip(scores[found], keys, strict=True), 1)]
+
+
+class _Codes:
+    """A key column as dictionary codes: filters compare int32 codes, not strings."""
+
+    def __init__(self, column: pa.ChunkedArray | pa.Array) -> None:
+        encoded = (column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column).dictionary_encode()
+        self.values = encoded.dictionary
+        self.codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
+
+    def matching(self, values: Sequence[str], ranges: bool = False) -> np.ndarray:
+        """Rows equal to any of ``values`` (``ranges``: ``FROM..TO`` compares as text, inclusive)."""
+        hit = np.zeros(len(self.values), bool)
+        for value in values:
+            lo, sep, hi = value.partition("..")
+            if sep and ranges:
+                inside = pc.and_(pc.greater_equal(self.values, lo or ""), pc.less_equal(self.values, hi or "99999999"))
+            else:
+                inside = pc.equal(self.values, value)
+            hit |= pc.fill_null(inside, False).to_numpy(zero_copy_only=False)
+        return np.isin(self.codes, np.flatnonzero(hit))
+
+    def not_equal(self, value: str) -> np.ndarray:
+        code = pc.index(self.values, value).as_py()
+        return np.ones(len(self.codes), bool) if code < 0 else self.codes != code
 
 def _label(image: Any, i: int) -> str:
     if isinstance(image, (str, os.PathLike)):
