@@ -155,6 +155,7 @@ def test_hnsw_graph_file_holds_links_only_and_grows(clustered, tmp_path: Path) -
     assert grown["ann"]["links_only"] and grown["ann"]["recall_at_10"] >= 0.95 and grown["rows"] == ROWS + SHARD
     index = open_index(out)
     assert index.backend == "faiss-hnsw"
+    assert type(index.store.vectors).__name__ == "SegmentVectors"  # two segments mapped, not concatenated
     [new] = index.query(uids=[f"1.2.826.0.1.{ROWS + 3}"], k=10)
     assert len(new.hits) == 10 and new.hits[0]["score"] > 0.5 and old.hits
 

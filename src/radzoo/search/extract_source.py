@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from radzoo.errors import InputError
@@ -49,41 +50,73 @@ def source_identity(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return ident, manifest
 
 
-def read_new_rows(folder: Path, known_shards: set[str]) -> SourceRows:
-    """Rows of the shards of ``folder/embeddings`` not in ``known_shards``."""
-    ident, manifest = source_identity(folder)
-    shard_dir = folder / "embeddings"
-    shards = sorted(p.name for p in shard_dir.glob("part-*.parquet")) if shard_dir.is_dir() else []
-    if not shards and not known_shards:
-        raise InputError(f"{folder} holds no embeddings ({shard_dir}/part-*.parquet): nothing to index")
-    new = [s for s in shards if s not in known_shards]
-    tables = []
-    for name in new:
+class ExtractSource:
+    """One extraction folder's shards not yet indexed, read one shard at a time (a build holds one
+    shard's vectors, not the whole extraction's): ``keys(name)`` then ``vectors(name)``."""
+
+    def __init__(self, folder: Path, known_shards: set[str]) -> None:
+        self.folder = folder
+        self.identity, manifest = source_identity(folder)
+        self.pseudonymized = bool(manifest.get("pseudonymized"))
+        self.dim = int(self.identity.get("dim") or 0)
+        self.shard_dir = folder / "embeddings"
+        shards = sorted(p.name for p in self.shard_dir.glob("part-*.parquet")) if self.shard_dir.is_dir() else []
+        if not shards and not known_shards:
+            raise InputError(f"{folder} holds no embeddings ({self.shard_dir}/part-*.parquet): nothing to index")
+        self.new = [s for s in shards if s not in known_shards]
+
+    def keys(self, name: str) -> pa.Table:
+        """The key columns (and ``source``) of one shard, its rows checked against the manifest's model."""
+        path = self.shard_dir / name
         try:
-            tables.append(pq.read_table(shard_dir / name))
+            schema = pq.read_schema(path)
+            present = [c for c in (*KEY_COLUMNS, *IDENT_COLUMNS) if c in schema.names]
+            table = pq.read_table(path, columns=present)
         except (OSError, pa.ArrowException) as exc:
-            raise InputError(f"cannot read embeddings shard {shard_dir / name}: {exc}") from exc
-    dim = int(ident.get("dim") or 0)
-    if not tables:
-        return SourceRows(str(folder), _empty_keys(), np.zeros((0, dim), np.float32), [], ident,
-                          bool(manifest.get("pseudonymized")))
-    table = pa.concat_tables(tables, promote_options="default")
-    if "embedding" not in table.column_names:
-        raise InputError(f"{shard_dir} rows have no 'embedding' column")
-    _check_one_identity(table, folder)
-    first = {c: table.column(c)[0].as_py() for c in IDENT_COLUMNS}
-    if any(str(first[c]) != str(ident.get(c)) for c in IDENT_COLUMNS):
-        raise InputError(f"{folder}: rows were embedded by [{_fmt(first)}] but manifest.json says [{_fmt(ident)}]")
-    emb = table.column("embedding").combine_chunks()
-    flat = emb.values.to_numpy(zero_copy_only=False) if hasattr(emb, "values") else emb.flatten().to_numpy()
-    vectors = np.asarray(flat, dtype=np.float32).reshape(len(table), -1)
-    if dim and vectors.shape[1] != dim:
-        raise InputError(f"{shard_dir}: embeddings have {vectors.shape[1]} dims, manifest.json says {dim}")
-    columns = {c: _text_column(table, c) for c in KEY_COLUMNS}
-    columns["source"] = pa.array([str(folder)] * len(table), pa.string())
-    keys = pa.table(columns)
-    return SourceRows(str(folder), keys, normalise(vectors), new, ident, bool(manifest.get("pseudonymized")),
-                      [len(t) for t in tables])
+            raise InputError(f"cannot read embeddings shard {path}: {exc}") from exc
+        if "embedding" not in schema.names:
+            raise InputError(f"{path} rows have no 'embedding' column")
+        kind = schema.field("embedding").type
+        if self.dim and pa.types.is_fixed_size_list(kind) and kind.list_size != self.dim:
+            raise InputError(f"{path}: embeddings have {kind.list_size} dims, manifest.json says {self.dim}")
+        _check_one_identity(table, self.folder)
+        if len(table):
+            first = {c: table.column(c)[0].as_py() for c in IDENT_COLUMNS if c in table.column_names}
+            if any(str(first[c]) != str(self.identity.get(c)) for c in first):
+                raise InputError(f"{self.folder}: rows were embedded by [{_fmt(first)}] but manifest.json says "
+                                 f"[{_fmt(self.identity)}]")
+        columns = {c: _text_column(table, c) for c in KEY_COLUMNS}
+        columns["source"] = pa.array([str(self.folder)] * len(table), pa.string())
+        return pa.table(columns)
+
+    def vectors(self, name: str) -> np.ndarray:
+        """One shard's embeddings as unit float32 rows."""
+        path = self.shard_dir / name
+        try:
+            emb = pq.read_table(path, columns=["embedding"]).column("embedding").combine_chunks()
+        except (OSError, pa.ArrowException) as exc:
+            raise InputError(f"cannot read embeddings shard {path}: {exc}") from exc
+        if not len(emb):
+            return np.zeros((0, self.dim), np.float32)
+        lengths = pc.list_value_length(emb)
+        width = pc.min_max(lengths)
+        if width["min"].as_py() != width["max"].as_py() or lengths.null_count:
+            raise InputError(f"{path}: embedding rows differ in length (or are empty)")
+        vectors = np.asarray(emb.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(len(emb), -1)
+        if self.dim and vectors.shape[1] != self.dim:
+            raise InputError(f"{path}: embeddings have {vectors.shape[1]} dims, manifest.json says {self.dim}")
+        return normalise(vectors)
+
+
+def read_new_rows(folder: Path, known_shards: set[str]) -> SourceRows:
+    """Rows of the shards of ``folder/embeddings`` not in ``known_shards``, all in memory at once
+    (small extractions, the benchmark's real embeddings; an index build reads shard by shard)."""
+    source = ExtractSource(folder, known_shards)
+    keys = [source.keys(name) for name in source.new]
+    vectors = [source.vectors(name) for name in source.new]
+    return SourceRows(str(folder), pa.concat_tables(keys) if keys else _empty_keys(),
+                      np.concatenate(vectors) if vectors else np.zeros((0, source.dim), np.float32),
+                      list(source.new), source.identity, source.pseudonymized, [len(k) for k in keys])
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from radzoo.search.segment_vectors import row_blocks
+
 log = logging.getLogger(__name__)
 
 #: below this many rows the index is exact (no graph); above it, HNSW with measured recall
@@ -63,6 +65,18 @@ def exact_knn(queries: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndar
                      metric=faiss.METRIC_INNER_PRODUCT)
 
 
+def exact_topk(queries: np.ndarray, vectors: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k over any vector store in one streamed pass (a block in memory at a time)."""
+    best_s = np.full((len(queries), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(queries), 0), np.int64)
+    for lo, block in row_blocks(vectors):
+        s, i = exact_knn(queries, block, k)
+        best_s, best_i = np.hstack([best_s, s]), np.hstack([best_i, i + lo])
+        order = np.argsort(-best_s, axis=1, kind="stable")[:, :k]
+        best_s, best_i = np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1)
+    return best_s, best_i
+
+
 #: how the stored recall is measured (``radzoo index info`` shows it)
 RECALL_NOTE = ("leave-one-out: queries are indexed rows, each query's own row is left out of both the "
                "exact top-10 (truth, inner product) and the index's")
@@ -90,7 +104,7 @@ def measure_recall(index: Any, vectors: np.ndarray, k: int = 10, n_queries: int 
     faiss = faiss_module()
     pick = recall_sample(len(vectors), n_queries, seed)
     queries = np.ascontiguousarray(vectors[pick], np.float32)
-    _, truth = exact_knn(queries, vectors, k + 1)
+    _, truth = exact_topk(queries, vectors, k + 1)
     ef = EF_SEARCH
     while True:
         params = faiss.SearchParametersHNSW(efSearch=ef)
@@ -202,8 +216,10 @@ def read_ann(path: Path, vectors: Any, links_only: bool) -> Any:
     if index.ntotal > len(vectors):
         raise ValueError(f"{path} holds {index.ntotal} rows, the vector segments {len(vectors)}")
     flat = faiss.IndexFlatIP(index.d)
-    for lo in range(0, index.ntotal, 100_000):
-        flat.add(np.ascontiguousarray(vectors[lo: min(lo + 100_000, index.ntotal)], np.float32))
+    for lo, block in row_blocks(vectors):
+        if lo >= index.ntotal:
+            break
+        flat.add(block[: index.ntotal - lo])
     flat.this.disown()  # the graph owns (and frees) its storage
     index.storage, index.own_fields = flat, True
     return index
@@ -220,8 +236,8 @@ def build_ann(vectors: np.ndarray, previous: Any | None = None, threads: int | N
     start = time.perf_counter()
     index = previous if previous is not None else new_hnsw(vectors.shape[1])
     have = index.ntotal
-    for lo in range(have, len(vectors), 100_000):
-        index.add(np.ascontiguousarray(vectors[lo: lo + 100_000], np.float32))
+    for _, block in row_blocks(vectors, have):
+        index.add(block)
     built = time.perf_counter() - start
     info = {"kind": "hnsw", "M": HNSW_M, "ef_construction": index.hnsw.efConstruction,
             "added_rows": len(vectors) - have, "add_seconds": round(built, 3), "links_only": True}
@@ -269,8 +285,8 @@ def build_ivfpq(vectors: Any, previous: Any | None = None, threads: int | None =
     else:
         index = previous
     have = index.ntotal
-    for _, block in vectors.blocks(have):
-        index.add(np.ascontiguousarray(block))
+    for _, block in row_blocks(vectors, have):
+        index.add(block)
     built = time.perf_counter() - start
     info = {"kind": "ivfpq", "nlist": index.nlist, "pq_m": index.pq.M, "pq_bits": index.pq.nbits,
             "added_rows": n - have, "add_seconds": round(built, 3), "rerank_from": "extraction parquet"}
@@ -285,13 +301,7 @@ def _tune_low_memory(index: Any, vectors: Any, k: int = 10, n_queries: int = REC
     n = len(vectors)
     pick = recall_sample(n, n_queries, seed)
     queries = vectors.take(pick)
-    best_s = np.full((len(queries), 0), -np.inf, np.float32)
-    best_i = np.zeros((len(queries), 0), np.int64)
-    for lo, block in vectors.blocks():  # exact truth in one streamed pass (no full copy in RAM)
-        s, i = exact_knn(queries, block, k + 1)
-        best_s, best_i = np.hstack([best_s, s]), np.hstack([best_i, i + lo])
-        order = np.argsort(-best_s, axis=1, kind="stable")[:, : k + 1]
-        best_s, best_i = np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1)
+    _, best_i = exact_topk(queries, vectors, k + 1)
     for nprobe, factor in LOW_MEMORY_STEPS:
         nprobe = min(nprobe, index.nlist)
         store = FaissStore(vectors, index, nprobe=nprobe, rerank=factor)

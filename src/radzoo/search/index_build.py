@@ -25,8 +25,9 @@ import pyarrow.parquet as pq
 from radzoo.errors import InputError
 from radzoo.search import faiss_backend as fb
 from radzoo.search import index_folder as folder_fmt
-from radzoo.search.extract_source import read_new_rows
+from radzoo.search.extract_source import ExtractSource
 from radzoo.search.model_check import IDENTITY_FIELDS, describe
+from radzoo.search.segment_vectors import SegmentVectors
 
 log = logging.getLogger(__name__)
 
@@ -61,25 +62,27 @@ def build_index(extract_dirs: Sequence[str | os.PathLike[str]], out: str | os.Pa
         removed = set(manifest.get("removed_uids", []))
         sources = {k: dict(v) for k, v in manifest.get("sources", {}).items()}
         started = time.perf_counter()
-        new_keys, new_vecs = [], []
+        new_keys, parts = [], []
         for d in extract_dirs:
             path = Path(d).resolve()
-            rows = read_new_rows(path, set(sources.get(str(path), {}).get("shards", [])))
-            _check_identity(manifest, rows.identity, path)
-            if rows.shards:
-                keys = _with_row_refs(rows.keys, rows.shards, rows.shard_sizes or []) if low_memory else rows.keys
+            source = ExtractSource(path, set(sources.get(str(path), {}).get("shards", [])))
+            _check_identity(manifest, source.identity, path)
+            for name in source.new:  # keys first (small); vectors are streamed into the segment later
+                keys = source.keys(name)
+                if low_memory:
+                    keys = _with_row_refs(keys, [name], [len(keys)])
                 keep = _not_removed(keys, removed)
                 new_keys.append(keys.filter(pa.array(keep)))
-                new_vecs.append(rows.vectors[keep])
-            entry = sources.setdefault(str(path), {"shards": [], "pseudonymized": rows.pseudonymized})
-            entry["shards"] = sorted(set(entry["shards"]) | set(rows.shards))
-            entry["pseudonymized"] = rows.pseudonymized
+                parts.append((source, name, keep))
+            entry = sources.setdefault(str(path), {"shards": [], "pseudonymized": source.pseudonymized})
+            entry["shards"] = sorted(set(entry["shards"]) | set(source.new))
+            entry["pseudonymized"] = source.pseudonymized
         added = sum(len(k) for k in new_keys)
         manifest["sources"] = sources
         if added == 0 and previous is not None:
             log.info("index build: no new rows")
             return previous
-        _write_segment(index_dir, manifest, new_keys, new_vecs)
+        _write_segment(index_dir, manifest, new_keys, parts)
         _update_ann(index_dir, manifest, previous, rebuild, threads)
         manifest["added_last"] = added
         manifest["build_seconds_last"] = round(time.perf_counter() - started, 3)
@@ -122,7 +125,10 @@ def _with_row_refs(keys: pa.Table, shards: list[str], sizes: list[int]) -> pa.Ta
     return keys.append_column("shard", pa.array(names, pa.string())).append_column("shard_row", pa.array(local))
 
 
-def _write_segment(index_dir: Path, manifest: dict[str, Any], keys: list[pa.Table], vecs: list[np.ndarray]) -> None:
+def _write_segment(index_dir: Path, manifest: dict[str, Any], keys: list[pa.Table],
+                   parts: list[tuple[ExtractSource, str, np.ndarray]]) -> None:
+    """One segment: its keys, and (unless low-memory) its unit vectors, streamed shard by shard
+    into the ``.npy`` file, so a build holds one shard's vectors at a time."""
     table = pa.concat_tables(keys) if keys else None
     if table is None or len(table) == 0:
         return
@@ -130,11 +136,23 @@ def _write_segment(index_dir: Path, manifest: dict[str, Any], keys: list[pa.Tabl
     folder_fmt.write_file(index_dir, kname, lambda p: pq.write_table(table, p, compression="zstd"))
     vname = None
     if not manifest.get("low_memory"):
-        vectors = np.ascontiguousarray(np.concatenate(vecs), np.float32)
         vname = folder_fmt.next_name(manifest, "vectors", "npy")
-        folder_fmt.write_file(index_dir, vname, lambda p: _save_npy(p, vectors))
+        folder_fmt.write_file(index_dir, vname, lambda p: _stream_vectors(p, len(table), int(manifest["dim"]), parts))
     manifest["segments"] = [*manifest.get("segments", []), {"keys": kname, "vectors": vname, "rows": len(table)}]
     manifest["rows"] = int(manifest.get("rows", 0)) + len(table)
+
+
+def _stream_vectors(path: Path, rows: int, dim: int, parts: list[tuple[ExtractSource, str, np.ndarray]]) -> None:
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, dim))
+    at = 0
+    for source, name, keep in parts:
+        vectors = source.vectors(name)
+        if len(vectors) != len(keep):
+            raise InputError(f"{source.shard_dir / name} changed while it was indexed ({len(keep)} rows, then {len(vectors)})")
+        out[at: at + int(keep.sum())] = vectors[keep]
+        at += int(keep.sum())
+    out.flush()
+    del out
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -143,8 +161,9 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def load_vectors(index_dir: Path, manifest: dict[str, Any], mmap: bool = True, keys: pa.Table | None = None) -> Any:
-    """All segments' vectors in row-id order (one memory map when there is a single segment); in the
-    low-memory mode a ``ParquetVectors`` reading them from the extraction's shards on demand."""
+    """All segments' vectors in row-id order (memory maps: one array, or a ``SegmentVectors`` view
+    over several, never a concatenated copy); in the low-memory mode a ``ParquetVectors`` reading
+    them from the extraction's shards on demand."""
     if manifest.get("low_memory"):
         from radzoo.search.parquet_vectors import ParquetVectors
 
@@ -153,7 +172,7 @@ def load_vectors(index_dir: Path, manifest: dict[str, Any], mmap: bool = True, k
     parts = [np.load(index_dir / s["vectors"], mmap_mode="r" if mmap else None) for s in manifest["segments"]]
     if not parts:
         return np.zeros((0, int(manifest.get("dim") or 0)), np.float32)
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return parts[0] if len(parts) == 1 else SegmentVectors(parts)
 
 
 def _update_ann(index_dir: Path, manifest: dict[str, Any], previous: dict[str, Any] | None, rebuild: bool,
