@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from radzoo.errors import CapabilityError, InputError
-from radzoo.search.extract_source import KEY_COLUMNS, read_new_rows
+from radzoo.search.extract_source import KEY_COLUMNS, ExtractSource
 from radzoo.search.similar import HIT_KEYS, QueryBase, QueryResult
 
 TEXT_FIELDS = (*KEY_COLUMNS, "source")
@@ -100,23 +100,24 @@ class MilvusIndex(QueryBase):
         added = 0
         for d in extract_dirs:
             path = Path(d).resolve()
-            rows = read_new_rows(path, set(sources.get(str(path), {}).get("shards", [])))
-            _check_identity(manifest, rows.identity, path)
+            source = ExtractSource(path, set(sources.get(str(path), {}).get("shards", [])))
+            _check_identity(manifest, source.identity, path)
             if not client.has_collection(collection):
                 _create(client, collection, int(manifest["dim"]))
-            if rows.shards:
-                keep = _not_removed(rows.keys, set(manifest.get("removed_uids", [])))
-                keys = rows.keys.to_pylist()
+            for name in source.new:  # one shard in memory at a time
+                table = source.keys(name)
+                keep = _not_removed(table, set(manifest.get("removed_uids", [])))
+                keys, vectors = table.to_pylist(), source.vectors(name)
                 data = []
                 for j in np.flatnonzero(keep):
                     entry = {f: (keys[j].get(f) or "") for f in TEXT_FIELDS}
-                    data.append({"id": next_id, "vector": rows.vectors[j].tolist(), **entry})
+                    data.append({"id": next_id, "vector": vectors[j].tolist(), **entry})
                     next_id += 1
                 for lo in range(0, len(data), 1000):
                     client.insert(collection, data[lo: lo + 1000])
                 added += len(data)
-            entry = sources.setdefault(str(path), {"shards": [], "pseudonymized": rows.pseudonymized})
-            entry["shards"] = sorted(set(entry["shards"]) | set(rows.shards))
+            entry = sources.setdefault(str(path), {"shards": [], "pseudonymized": source.pseudonymized})
+            entry["shards"] = sorted(set(entry["shards"]) | set(source.new))
         manifest.update(rows=next_id, added_last=added, updated=_now(), generation=manifest.get("generation", 0) + 1,
                         ann={"kind": "milvus-autoindex"})
         client.flush(collection)
