@@ -149,10 +149,6 @@ class MilvusIndex(QueryBase):
     def backend(self) -> str:
         return "milvus"
 
-    @property
-    def pseudonymized(self) -> bool:
-        return any(v.get("pseudonymized") for v in self.manifest.get("sources", {}).values())
-
     def row_of(self, uid: str) -> int:
         for field in ("sop_instance_uid", "series_instance_uid"):
             found = self.client.query(self.collection, filter=f"{field} == {_quote(uid)}", output_fields=["id"], limit=1)
@@ -172,18 +168,7 @@ class MilvusIndex(QueryBase):
     def patient_of_row(self, row: int) -> str | None:
         return self._row(row, ["patient_key"])["patient_key"] or None
 
-    def patient_of_file(self, image: Any) -> str | None:
-        import hashlib
-
-        if self.pseudonymized:
-            return None
-        if isinstance(image, (bytes, bytearray)):
-            data = bytes(image)
-        elif isinstance(image, (str, os.PathLike)) and Path(image).is_file():
-            data = Path(image).read_bytes()
-        else:
-            return None
-        digest = hashlib.sha256(data).hexdigest()
+    def patient_of_sha256(self, digest: str) -> str | None:
         found = self.client.query(self.collection, filter=f"sha256 == {_quote(digest)}", output_fields=["patient_key"],
                                   limit=1)
         return (found[0]["patient_key"] or None) if found else None

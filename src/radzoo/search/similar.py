@@ -73,11 +73,29 @@ def parse_filters(filters: Mapping[str, Any] | Sequence[str] | None) -> dict[str
 class QueryBase:
     """What every backend shares: embedding queries (with the identity check) and the query flow.
 
-    A backend provides ``model_identity``, ``row_of(uid)``, ``vector_of(row)``, ``patient_of_row(row)``,
-    ``patient_of_file(image)`` and ``search_vectors(...)``."""
+    A backend provides ``model_identity``, ``manifest``, ``row_of(uid)``, ``vector_of(row)``,
+    ``patient_of_row(row)``, ``patient_of_sha256(digest)`` and ``search_vectors(...)``."""
 
     model_identity: dict[str, Any]
+    manifest: dict[str, Any]
     _model: Any = None
+
+    @property
+    def pseudonymized(self) -> bool:
+        return any(v.get("pseudonymized") for v in self.manifest.get("sources", {}).values())
+
+    def patient_of_file(self, image: Any) -> str | None:
+        """The patient key of a query file (path or bytes) that is itself indexed (matched by
+        sha256, when the index stores hashes in clear): the query patient to exclude."""
+        if self.pseudonymized:
+            return None
+        if isinstance(image, (bytes, bytearray)):
+            data = bytes(image)
+        elif isinstance(image, (str, os.PathLike)) and Path(image).is_file():
+            data = Path(image).read_bytes()
+        else:
+            return None
+        return self.patient_of_sha256(hashlib.sha256(data).hexdigest())
 
     # ---- query ----------------------------------------------------------------------------
     def query(self, images: Sequence[Any] = (), texts: Sequence[str] = (), uids: Sequence[str] = (), *,
@@ -94,12 +112,7 @@ class QueryBase:
         if not (images or texts or uids):
             raise InputError("give images, texts or uids to search for")
         labels, vectors, self_rows, patients = [], [], [], []
-        for uid in uids:
-            row = self.row_of(uid)
-            labels.append(f"uid:{uid}")
-            vectors.append(self.vector_of(row))
-            self_rows.append(row)
-            patients.append(self.patient_of_row(row))
+        self.add_uid_queries(uids, labels, vectors, self_rows, patients)
         if images:
             for i, (img, v) in enumerate(zip(images, self.embed_images(images, model), strict=True)):
                 labels.append(f"image:{_label(img, i)}")
@@ -114,6 +127,16 @@ class QueryBase:
                 patients.append(None)
         return self.search_vectors(labels, vectors, k=k, filters=wanted, own_rows=self_rows,
                                    patients=patients if exclude_same_patient else None)
+
+    def add_uid_queries(self, uids: Sequence[str], labels: list[str], vectors: list[np.ndarray],
+                        own_rows: list[int | None], patients: list[str | None]) -> None:
+        """Append each indexed UID's query: its label, stored vector, own row (left out) and patient."""
+        for uid in uids:
+            row = self.row_of(uid)
+            labels.append(f"uid:{uid}")
+            vectors.append(self.vector_of(row))
+            own_rows.append(row)
+            patients.append(self.patient_of_row(row))
 
     # ---- embedding queries ----------------------------------------------------------------
     def query_model(self, model: Any = None) -> Any:
@@ -243,22 +266,8 @@ class SearchIndex(QueryBase):
     def patient_of_row(self, row: int) -> str | None:
         return self.keys.column("patient_key")[row].as_py()
 
-    @property
-    def pseudonymized(self) -> bool:
-        return any(v.get("pseudonymized") for v in self.manifest.get("sources", {}).values())
-
-    def patient_of_file(self, image: Any) -> str | None:
-        """The patient key of a query file (path or bytes) that is itself indexed (matched by
-        sha256, when the index stores hashes in clear): the query patient to exclude."""
-        if self.pseudonymized:
-            return None
-        if isinstance(image, (bytes, bytearray)):
-            data = bytes(image)
-        elif isinstance(image, (str, os.PathLike)) and Path(image).is_file():
-            data = Path(image).read_bytes()
-        else:
-            return None
-        row = pc.index(self.keys.column("sha256"), hashlib.sha256(data).hexdigest()).as_py()
+    def patient_of_sha256(self, digest: str) -> str | None:
+        row = pc.index(self.keys.column("sha256"), digest).as_py()
         return self.patient_of_row(row) if row >= 0 else None
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray) -> list[dict[str, Any]]:

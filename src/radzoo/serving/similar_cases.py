@@ -89,12 +89,7 @@ class SimilarCases:
         index = self.index()
         started = time.perf_counter()
         labels, vectors, own, patients, errors = [], [], [], [], []
-        for uid in uids:
-            row = index.row_of(uid)
-            labels.append(f"uid:{uid}")
-            vectors.append(index.vector_of(row))
-            own.append(row)
-            patients.append(index.patient_of_row(row))
+        index.add_uid_queries(uids, labels, vectors, own, patients)
         if images:
             self._embed_images(index, images, labels, vectors, own, patients, errors)
         if texts:
