@@ -182,10 +182,7 @@ def register_predict(sub: Any) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from radzoo.cli.zeroshot import _inputs, _stow
-    from radzoo.errors import RadzooError
-    from radzoo.io import read_image
-    from radzoo.zoo.pixels import check_modality
+    from radzoo.cli.zeroshot import _inputs, _stow, read_inputs
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -195,20 +192,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise InputError(f"--out must end in .json or .csv, got {args.out.name!r}")
     items = _inputs(args)
     model = open_head_model(args.head, args)
-    failed: list[tuple[str, str]] = []
-    good: list[tuple[str, Any, Any]] = []
-    for name, item in items:
-        try:
-            if isinstance(item, BaseException):
-                raise item
-            image = read_image(item)
-            check_modality(image, model.spec.modality, name)
-            good.append((name, item, image))
-        except RadzooError as exc:
-            failed.append((name, str(exc)))
-            print(f"skipped {name}: {exc}", file=sys.stderr)
-    if not good:
-        raise InputError(f"none of the {len(items)} images could be read")
+    good, failed = read_inputs(items, model.spec.modality)
     pred = model.predict([g[2] for g in good], args.operating_point, batch_size=args.batch_size)
     for (name, _, _), row in zip(good, pred.records(), strict=True):
         print(name + "\t" + "  ".join(f"{lab} {v['probability']:.3f}{' +' if v['decision'] else ' -'}"

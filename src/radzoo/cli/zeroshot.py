@@ -143,11 +143,31 @@ def _inputs(args: argparse.Namespace) -> list[tuple[str, Any]]:
     return [(str(p), p) for p in expand_inputs(args.images)]
 
 
-def _zero_shot(args: argparse.Namespace) -> int:
+def read_inputs(items: list[tuple[str, Any]], modality: str) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, str]]]:
+    """Decode each (name, source) item: ``good`` = (name, source, image), ``failed`` = (name,
+    reason), each failure reported on stderr; an error when none could be read."""
     from radzoo.errors import RadzooError
     from radzoo.io import read_image
     from radzoo.zoo.pixels import check_modality
 
+    failed: list[tuple[str, str]] = []
+    good: list[tuple[str, Any, Any]] = []
+    for name, item in items:
+        try:
+            if isinstance(item, BaseException):
+                raise item
+            image = read_image(item)
+            check_modality(image, modality, name)
+            good.append((name, item, image))
+        except RadzooError as exc:
+            failed.append((name, str(exc)))
+            print(f"skipped {name}: {exc}", file=sys.stderr)
+    if not good:
+        raise InputError(f"none of the {len(items)} images could be read")
+    return good, failed
+
+
+def _zero_shot(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.stow and args.dicom_sr is None:
@@ -155,20 +175,7 @@ def _zero_shot(args: argparse.Namespace) -> int:
     items = _inputs(args)
     model = open_model(args, runtime="torch")
     model.spec.require("zero_shot", "zero-shot labels")
-    failed: list[tuple[str, str]] = []
-    good: list[tuple[str, Any, Any]] = []  # (name, source, decoded image)
-    for name, item in items:
-        try:
-            if isinstance(item, BaseException):
-                raise item
-            image = read_image(item)
-            check_modality(image, model.spec.modality, name)
-            good.append((name, item, image))
-        except RadzooError as exc:
-            failed.append((name, str(exc)))
-            print(f"skipped {name}: {exc}", file=sys.stderr)
-    if not good:
-        raise InputError(f"none of the {len(items)} images could be read")
+    good, failed = read_inputs(items, model.spec.modality)
     result = model.zero_shot([g[2] for g in good], args.labels, args.prompts, mode=args.mode, batch_size=args.batch_size)
     for (name, _, _), row in zip(good, result.probabilities, strict=True):
         ranked = sorted(zip(result.labels, row, strict=True), key=lambda x: -x[1])
