@@ -365,7 +365,7 @@ def index_modes(xb: np.ndarray, xq: np.ndarray, extra: np.ndarray, truth: np.nda
                 t0 = time.perf_counter()
                 grown = build_index([ext], out, threads=args.threads)
                 add_s = time.perf_counter() - t0
-                kept = grown["ann"].get("recall_rows") != len(xb) + len(extra) - len(gone)
+                kept = grown["ann"].get("recall_rows") != grown["rows"]
                 print(f"index {mode}: add {len(extra)} rows {add_s:.1f} s = {add_s / full:.1%} of the full build "
                       f"({'recall kept from the last measurement' if kept else 'recall re-measured'})", flush=True)
                 for f in (ext / "embeddings").glob("part-1*.parquet"):

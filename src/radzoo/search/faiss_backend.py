@@ -168,7 +168,7 @@ class FaissStore:
         n = len(self.vectors)
         share, bitmap, selector = 1.0, None, None
         if allowed is not None:
-            count = int(allowed.sum())
+            count = int(np.count_nonzero(allowed))
             if count == 0:
                 return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
             share = count / max(n, 1)

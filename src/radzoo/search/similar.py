@@ -295,7 +295,13 @@ class _Codes:
             else:
                 inside = pc.equal(self.values, value)
             hit |= pc.fill_null(inside, False).to_numpy(zero_copy_only=False)
-        return np.isin(self.codes, np.flatnonzero(hit))
+        codes = np.flatnonzero(hit)
+        if len(codes) <= 4:  # a few values: compares (~0.2 ms per 1M rows; np.isin sorts: ~11 ms)
+            mask = np.zeros(len(self.codes), bool)
+            for code in codes:
+                mask |= self.codes == code
+            return mask
+        return np.append(hit, False)[self.codes]  # a lookup table; code -1 (empty) reads the False at the end
 
     def not_equal(self, value: str) -> np.ndarray:
         code = pc.index(self.values, value).as_py()
