@@ -13,7 +13,7 @@ product builds it, hnswlib, usearch):
   exclusion) with their p50 next to the unfiltered one; adding ``--add`` rows (graph add + write +
   reload) as a share of the full build; tombstones (a mask over removed rows) at query time;
 * the product's index (``radzoo index build`` on the vectors written as an extraction output), HNSW
-  and ``--low-memory`` (IVF-PQ codes, exact re-rank read from the Parquet shards) side by side: full
+  and ``--low-memory`` (IVF codes, ``--codes``, exact re-rank read from the Parquet shards) side by side: full
   build, growing by ``--add`` rows as a share of it, memory per million vectors once opened, stored
   and held-out recall@10, single-query p50. ``--candidates ''`` runs only this section.
 
@@ -172,6 +172,7 @@ def main() -> None:
     ap.add_argument("--no-low-memory", action="store_true",
                     help="skip the product-index section (HNSW vs --low-memory through `radzoo index build`)")
     ap.add_argument("--index-modes", default="hnsw,low-memory", help="product-index modes measured")
+    ap.add_argument("--codes", default="sq4", help="low-memory codes (sq4, sq8, pq)")
     ap.add_argument("--http", action="store_true", help="POST /v1/search latency on a real server (NIH images)")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--requests", type=int, default=80)
@@ -292,7 +293,7 @@ def index_modes(xb: np.ndarray, xq: np.ndarray, extra: np.ndarray, truth: np.nda
     """``radzoo index build`` as the product runs it, HNSW and ``--low-memory`` side by side: full
     build, growing by ``--add`` rows (share of the full build), memory per million vectors once
     opened (growth of private resident memory, ``RssAnon``: the HNSW mode holds the graph with its
-    float32 vectors, the low-memory mode the IVF-PQ codes, and both the keys), open time, recall@10
+    float32 vectors, the low-memory mode the IVF codes, and both the keys), open time, recall@10
     of held-out queries and single-query p50 of the backend, then of ``SearchIndex.search_vectors``
     (what a query pays besides embedding: the allowed-rows mask and the hit keys) plain, filtered
     (modality=CR: 50 % of rows; view=PA & modality=CR: 25 %), with the query patient excluded, and
@@ -312,7 +313,8 @@ def index_modes(xb: np.ndarray, xq: np.ndarray, extra: np.ndarray, truth: np.nda
             out = Path(d) / mode
             faiss.omp_set_num_threads(args.threads)
             t0 = time.perf_counter()
-            m = build_index([ext], out, threads=args.threads, low_memory=mode == "low-memory")
+            low = mode == "low-memory"
+            m = build_index([ext], out, threads=args.threads, low_memory=low, codes=args.codes if low else None)
             full = time.perf_counter() - t0
             ann = m["ann"]
             print(f"index {mode}: full build {full:.1f} s ({ann['kind']}, stored leave-one-out recall@10 "
@@ -327,7 +329,8 @@ def index_modes(xb: np.ndarray, xq: np.ndarray, extra: np.ndarray, truth: np.nda
             grew = rss_mb("RssAnon") - before
             ms = p50_ms(lambda q, s=store: s.search(q, K, None), xq)
             disk = sum(f.stat().st_size for f in out.iterdir() if f.suffix in (".faiss", ".npy", ".parquet")) / 1e6
-            tuned = f"nprobe {ann['nprobe']}, re-rank {ann['rerank']}x" if mode == "low-memory" else f"efSearch {ann.get('ef_search')}"
+            tuned = (f"{ann['codes']} {ann['code_bytes']} B/vector, nprobe {ann['nprobe']}, re-rank {ann['rerank']}x"
+                     if low else f"efSearch {ann.get('ef_search')}")
             print(f"index {mode:10s} ({ann['kind']}, {tuned}): opened in {opened:.1f} s, private RSS +{grew:.0f} MB "
                   f"({grew / len(xb) * 1e6:.0f} MB per 1M), index files {disk:.0f} MB ({disk / len(xb) * 1e6:.0f} MB per 1M); "
                   f"held-out recall@10 {recall(found, truth):.4f}, backend p50 {ms:.3f} ms, {exact_ms / ms:.0f}x exact",

@@ -1,4 +1,4 @@
-"""The low-memory index: IVF-PQ codes, exact re-ranking read from the extraction's Parquet shards."""
+"""The low-memory index: IVF codes, exact re-ranking read from the extraction's Parquet shards."""
 
 from __future__ import annotations
 
@@ -68,11 +68,12 @@ def _paths(result) -> list[str]:
 def test_low_memory_index_holds_codes_only_recall_stored_and_matches_exact(clustered, tmp_path: Path) -> None:
     ext, _ = clustered
     m = build_index([ext], tmp_path / "low", low_memory=True)
-    assert m["low_memory"] and m["ann"]["kind"] == "ivfpq" and m["ann"]["recall_at_10"] >= 0.95
+    assert m["low_memory"] and m["ann"]["kind"] == "ivf" and m["ann"]["recall_at_10"] >= 0.95
+    assert m["codes"] == "sq4" and m["ann"]["codes"] == "sq4" and m["ann"]["code_bytes"] == DIM // 2  # 4 bits a dim
     assert not list((tmp_path / "low").glob("*.npy"))  # no float32 copy: re-ranking reads the Parquet shards
     build_index([ext], tmp_path / "exact")
     low, exact = open_index(tmp_path / "low"), open_index(tmp_path / "exact")
-    assert low.backend == "faiss-ivfpq" and exact.backend == "faiss-exact"
+    assert low.backend == "faiss-ivf" and exact.backend == "faiss-exact"
     uids = [f"1.2.826.0.1.{i}" for i in range(0, ROWS, 150)]
     overlap = []
     for a, b in zip(low.query(uids=uids, k=10), exact.query(uids=uids, k=10), strict=True):
@@ -99,7 +100,7 @@ def test_low_memory_grow_remove_rebuild_and_mode_switch(clustered, tmp_path: Pat
     _write_shard(ext, "part-synthetic-00009.parquet", vectors[ROWS:], ROWS, ident)
     grown = build_index([ext], out)  # the index's mode is kept
     assert grown["low_memory"] and grown["added_last"] == SHARD and grown["rows"] == first["rows"] + SHARD
-    assert grown["ann"]["kind"] == "ivfpq" and grown["ann"]["recall_at_10"] >= 0.95
+    assert grown["ann"]["kind"] == "ivf" and grown["ann"]["recall_at_10"] >= 0.95
     index = open_index(out)
     [hit] = index.query(uids=[f"1.2.826.0.1.{ROWS + 7}"], k=1)  # a grown row finds its nearest neighbour
     assert hit.hits and hit.hits[0]["score"] > 0.5
@@ -110,6 +111,12 @@ def test_low_memory_grow_remove_rebuild_and_mode_switch(clustered, tmp_path: Pat
     assert not gone & set(_paths(res))
     with pytest.raises(InputError, match="rebuild it"):
         build_index([ext], out, low_memory=False)
+    with pytest.raises(InputError, match="holds sq4 codes; rebuild it"):
+        build_index([ext], out, codes="sq8")
+    with pytest.raises(InputError, match="unknown low-memory codes 'zip'"):
+        build_index([ext], tmp_path / "other", low_memory=True, codes="zip")
+    with pytest.raises(InputError, match="give them with low_memory"):
+        build_index([ext], tmp_path / "other", codes="sq8")
     compact = build_index([ext], out, rebuild=True)
     assert compact["low_memory"] and compact["rows"] == ROWS + SHARD - 5 and compact["removed"] == 0
     (ext / "embeddings" / "part-synthetic-00009.parquet").unlink()
@@ -119,7 +126,7 @@ def test_low_memory_grow_remove_rebuild_and_mode_switch(clustered, tmp_path: Pat
 
 def test_low_memory_on_the_small_nih_extraction_equals_exact(extraction: Path, tmp_path: Path, search_model) -> None:
     m = build_index([extraction], tmp_path / "low", low_memory=True)
-    assert m["ann"]["kind"] == "ivfpq" and m["ann"]["recall_at_10"] >= 0.95
+    assert m["ann"]["kind"] == "ivf" and m["ann"]["recall_at_10"] >= 0.95
     low, exact = open_index(tmp_path / "low"), open_index(_exact(extraction, tmp_path / "exact"))
     png = sorted((extraction.parent / "pngs").glob("*.png"))[2]
     [a], [b] = (i.query(images=[png], k=5, model=search_model, exclude_same_patient=True) for i in (low, exact))
@@ -231,7 +238,7 @@ def test_leave_one_out_recall_ignores_the_query_row() -> None:
 
 def test_filtered_search_is_exact_when_selective_and_keeps_recall_when_broad(clustered, tmp_path: Path,
                                                                             monkeypatch) -> None:
-    """HNSW and IVF-PQ stores against plain numpy on the allowed rows: a filter allowing 2 % of rows
+    """HNSW and IVF stores against plain numpy on the allowed rows: a filter allowing 2 % of rows
     is answered exactly; one allowing 40 % walks the graph (budget lowered to force it here)."""
     from radzoo.search import faiss_backend
 
@@ -261,3 +268,12 @@ def test_filtered_search_is_exact_when_selective_and_keeps_recall_when_broad(clu
 def _built(src: Path, out: Path, **options) -> Path:
     build_index([src], out, **options)
     return out
+
+
+@pytest.mark.parametrize(("codes", "size"), [("sq8", DIM), ("pq", DIM // 4)])
+def test_other_low_memory_codes_hold_the_recall_target(clustered, tmp_path: Path, codes: str, size: int) -> None:
+    src, _ = clustered
+    m = build_index([src], tmp_path / codes, low_memory=True, codes=codes)
+    assert m["codes"] == codes and m["ann"]["code_bytes"] == size and m["ann"]["recall_at_10"] >= 0.95
+    [hit] = open_index(tmp_path / codes).query(uids=["1.2.826.0.1.42"], k=5)
+    assert len(hit.hits) == 5 and "/archive/img00042.dcm" not in _paths(hit)

@@ -20,8 +20,11 @@ def register(sub: Any) -> None:
                    help="rows below which search stays exact (default 20000); above it: HNSW with measured recall")
     b.add_argument("--threads", type=int, default=None, help="build threads (default: all cores)")
     b.add_argument("--low-memory", action="store_true", default=None,
-                   help="IVF-PQ codes re-ranked exactly from the extraction's Parquet embeddings (no float32 copy; "
+                   help="IVF codes re-ranked exactly from the extraction's Parquet embeddings (no float32 copy; "
                         "keep the extraction folders); recall@10 measured and stored")
+    b.add_argument("--codes", choices=("sq4", "sq8", "pq"), default=None,
+                   help="--low-memory compression: sq4 (default, 1/8 of float32), sq8 (1/4, fastest) or pq (1/16, "
+                        "slowest: re-ranks the most candidates)")
     b.set_defaults(func=_build)
     r = isub.add_parser("remove", help="remove rows by UID at once (tombstones; compacted by --rebuild)")
     r.add_argument("index", help="index folder")
@@ -55,9 +58,9 @@ def _build(args: argparse.Namespace) -> int:
 
     m = build_index(args.extract_dirs, args.out, rebuild=args.rebuild,
                     exact_below=EXACT_BELOW if args.exact_below is None else args.exact_below, threads=args.threads,
-                    low_memory=args.low_memory)
+                    low_memory=args.low_memory, codes=args.codes)
     ann = m.get("ann", {})
-    tuned = f"nprobe {ann.get('nprobe')}, re-rank {ann.get('rerank')}x" if ann.get("kind") == "ivfpq" \
+    tuned = f"nprobe {ann.get('nprobe')}, re-rank {ann.get('rerank')}x" if ann.get("kind") in ("ivf", "ivfpq") \
         else f"efSearch {ann.get('ef_search')}"
     recall = f", recall@10 {ann['recall_at_10']:.3f} at {tuned}" if "recall_at_10" in ann else ""
     print(f"radzoo index: {m['rows']} rows ({m.get('added_last', 0)} added, {m.get('removed', 0)} removed), "

@@ -44,7 +44,7 @@ RETUNE_GROWTH = 0.10
 EXACT_FILTER_BUDGET = 50_000 * 768
 EF_FILTER_MAX = 4096
 #: low-memory mode: (nprobe, re-rank factor) tried in order until the sample's recall@10 reaches
-#: RECALL_TARGET; k * factor IVF-PQ candidates are re-ranked exactly from the Parquet embeddings
+#: RECALL_TARGET; k * factor IVF candidates are re-ranked exactly from the Parquet embeddings
 #: (each re-ranked candidate may cost a Parquet row-group read: the fewest that hold the target win)
 LOW_MEMORY_STEPS = ((16, 2), (16, 3), (32, 5), (32, 10), (64, 10), (64, 20), (128, 20), (256, 40), (1024, 40))
 
@@ -127,7 +127,7 @@ def measure_recall(index: Any, vectors: np.ndarray, k: int = 10, n_queries: int 
 
 class FaissStore:
     """Vectors (row id = position) plus, above the threshold, an HNSW graph over them; or, in the
-    low-memory mode, IVF-PQ codes whose candidates are re-ranked exactly against ``vectors`` (then
+    low-memory mode, IVF codes (``CODES``) whose candidates are re-ranked exactly against ``vectors`` (then
     a ``ParquetVectors`` reading the extraction's shards on demand)."""
 
     def __init__(self, vectors: Any, ann: Any | None, ef_search: int = EF_SEARCH,
@@ -143,7 +143,7 @@ class FaissStore:
     def kind(self) -> str:
         if self.ann is None:
             return "exact"
-        return "ivfpq" if isinstance(self.ann, faiss_module().IndexIVF) else "hnsw"
+        return "ivf" if isinstance(self.ann, faiss_module().IndexIVF) else "hnsw"
 
     @classmethod
     def open(cls, vectors: Any, ann_path: Path | None, ef_search: int, nprobe: int = 16, rerank: int = 10,
@@ -174,7 +174,7 @@ class FaissStore:
             share = count / max(n, 1)
             bitmap = np.packbits(allowed, bitorder="little")
             selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap))
-        if self.kind == "ivfpq":
+        if self.kind == "ivf":
             nprobe = min(self.ann.nlist, int(np.ceil(self.nprobe / share)))
             params = faiss.SearchParametersIVF(nprobe=nprobe, sel=selector)
             _, cand = self.ann.search(queries, min(n, k * self.rerank), params=params)
@@ -263,19 +263,41 @@ def kept_tuning(tuned: dict[str, Any] | None, rows: int) -> dict[str, Any] | Non
     return {k: tuned[k] for k in keep if k in tuned}
 
 
-def ivfpq_shape(rows: int, dim: int) -> tuple[int, int, int]:
-    """(nlist, PQ bytes per vector, bits per code) for ``rows`` vectors: ~4 sqrt(n) lists (at least
-    39 training rows each, at most 1024), 8 dimensions per sub-quantizer, 8-bit codes (fewer bits
-    when there are too few rows to train 256 centroids)."""
-    nlist = int(max(1, min(1024, rows // 39, 4 * np.sqrt(rows))))
-    m = next(d for d in range(max(1, dim // 8), 0, -1) if dim % d == 0)
-    nbits = int(max(1, min(8, np.floor(np.log2(max(rows, 2))))))
-    return nlist, m, nbits
+#: low-memory codes (FAISS index_factory suffixes) and what bench_search.py measured at 1,000,000 x
+#: 768 clustered vectors (recall@10 after exact re-rank of k x factor candidates; bytes per vector):
+#: sq8 770 B, 1.000 at 2x; sq4 386 B, 0.973 at 5x and 0.995 at 10x; pq (4 dims per byte) 192 B,
+#: 0.981 at 20x; PQ with 8 dims per byte (96 B) stopped at 0.941 even at 40x. Each re-ranked
+#: candidate can cost a Parquet row-group read, so sq4 is the default: 8x smaller than float32,
+#: ~5x re-rank.
+CODES = {"sq8": "SQ8", "sq4": "SQ4", "pq": "PQ{m}"}
+DEFAULT_CODES = "sq4"
 
 
-def build_ivfpq(vectors: Any, previous: Any | None = None, threads: int | None = None,
-                tuned: dict[str, Any] | None = None, train_rows: int = 50_000) -> tuple[Any, dict[str, Any]]:
-    """IVF-PQ codes over ``vectors`` (a ``ParquetVectors``; ``previous`` holds a prefix of them and
+def ivf_lists(rows: int) -> int:
+    """~4 sqrt(n) inverted lists, at least 39 training rows each, at most 1024."""
+    return int(max(1, min(1024, rows // 39, 4 * np.sqrt(rows))))
+
+
+def new_ivf(rows: int, dim: int, codes: str) -> Any:
+    """An untrained IVF index with ``codes`` (``CODES``); PQ gets one byte per 4 dimensions
+    (fewer code bits when there are too few rows to train 256 centroids)."""
+    faiss = faiss_module()
+    if codes not in CODES:
+        from radzoo.errors import InputError
+
+        raise InputError(f"unknown low-memory codes {codes!r}; choose one of {', '.join(CODES)}")
+    suffix = CODES[codes]
+    if codes == "pq":
+        m = next(d for d in range(max(1, dim // 4), 0, -1) if dim % d == 0)
+        nbits = int(max(1, min(8, np.floor(np.log2(max(rows, 2))))))
+        suffix = f"PQ{m}x{nbits}"
+    return faiss.index_factory(dim, f"IVF{ivf_lists(rows)},{suffix}", faiss.METRIC_INNER_PRODUCT)
+
+
+def build_ivf(vectors: Any, previous: Any | None = None, threads: int | None = None,
+              tuned: dict[str, Any] | None = None, codes: str = DEFAULT_CODES,
+              train_rows: int = 50_000) -> tuple[Any, dict[str, Any]]:
+    """IVF codes over ``vectors`` (a ``ParquetVectors``; ``previous`` holds a prefix of them and
     keeps its training), with nprobe and the re-rank factor raised until the sample's recall@10
     (codes + exact re-rank, against exact search) reaches the target."""
     faiss = faiss_module()
@@ -284,8 +306,7 @@ def build_ivfpq(vectors: Any, previous: Any | None = None, threads: int | None =
     start = time.perf_counter()
     n, dim = vectors.shape
     if previous is None:
-        nlist, m, nbits = ivfpq_shape(n, dim)
-        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
+        index = new_ivf(n, dim, codes)
         pick = np.sort(np.random.default_rng(0).choice(n, size=min(n, train_rows), replace=False))
         index.train(np.ascontiguousarray(vectors.take(pick)))
     else:
@@ -294,10 +315,14 @@ def build_ivfpq(vectors: Any, previous: Any | None = None, threads: int | None =
     for _, block in row_blocks(vectors, have):
         index.add(block)
     built = time.perf_counter() - start
-    info = {"kind": "ivfpq", "nlist": index.nlist, "pq_m": index.pq.M, "pq_bits": index.pq.nbits,
+    info = {"kind": "ivf", "codes": codes, "code_bytes": int(index.code_size), "nlist": index.nlist,
             "added_rows": n - have, "add_seconds": round(built, 3), "rerank_from": "extraction parquet"}
     info.update(kept_tuning(tuned, n) or _tune_low_memory(index, vectors))
-    log.info("IVF-PQ over %d rows: %.1f s, recall@10 %.3f at nprobe %d, re-rank %dx", n, built,
+    if info["recall_at_10"] < RECALL_TARGET:
+        log.warning("low-memory index: recall@10 %.3f stays below %.2f even at nprobe %d, re-rank %dx with %s "
+                    "codes; finer codes (sq8) or the default HNSW index hold it", info["recall_at_10"],
+                    RECALL_TARGET, info["nprobe"], info["rerank"], codes)
+    log.info("IVF-%s over %d rows: %.1f s, recall@10 %.3f at nprobe %d, re-rank %dx", codes, n, built,
              info["recall_at_10"], info["nprobe"], info["rerank"])
     return index, info
 
@@ -308,12 +333,33 @@ def _tune_low_memory(index: Any, vectors: Any, k: int = 10, n_queries: int = REC
     pick = recall_sample(n, n_queries, seed)
     queries = vectors.take(pick)
     _, best_i = exact_topk(queries, vectors, k + 1)
+    rows = _RowsOnce(vectors)  # each step re-ranks a superset of the last one's candidates: read each row once
     for nprobe, factor in LOW_MEMORY_STEPS:
         nprobe = min(nprobe, index.nlist)
-        store = FaissStore(vectors, index, nprobe=nprobe, rerank=factor)
+        store = FaissStore(rows, index, nprobe=nprobe, rerank=factor)
         _, found = store.search(queries, min(k + 1, n), None)
         recall = recall_without_self(best_i, found, pick, k)
         if recall >= RECALL_TARGET + TUNE_MARGIN:
             break
     return {"recall_at_10": recall, "nprobe": nprobe, "rerank": factor, "recall_queries": len(pick),
             "recall_rows": n, "recall_note": RECALL_NOTE}
+
+
+class _RowsOnce:
+    """A ``ParquetVectors`` whose rows, once read, stay in memory (for the tuning's few queries)."""
+
+    def __init__(self, vectors: Any) -> None:
+        self.vectors = vectors
+        self.shape = vectors.shape
+        self._rows: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, np.int64)
+        missing = np.array(sorted({int(r) for r in rows} - self._rows.keys()), np.int64)
+        if len(missing):
+            self._rows.update(zip(missing.tolist(), self.vectors.take(missing), strict=True))
+        return np.stack([self._rows[int(r)] for r in rows]) if len(rows) else np.zeros((0, self.shape[1]), np.float32)
+

@@ -2,7 +2,7 @@
 
 A build reads only the shards the index does not hold yet; the new rows become one segment and,
 above the exact threshold, are added to the HNSW graph (whose file holds links only, the segments
-holding the vectors) or, in the low-memory mode, to the IVF-PQ codes (a full rebuild only with ``rebuild=True``,
+holding the vectors) or, in the low-memory mode, to the IVF codes (a full rebuild only with ``rebuild=True``,
 which also compacts tombstones away). ``remove`` tombstones rows by UID at once; a later rebuild
 drops them for good, and remembers the UIDs so re-reading the sources does not bring them back.
 """
@@ -36,12 +36,14 @@ UID_COLUMNS = ("sop_instance_uid", "series_instance_uid", "study_instance_uid")
 
 def build_index(extract_dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *,
                 rebuild: bool = False, exact_below: int = fb.EXACT_BELOW, threads: int | None = None,
-                lock_timeout: float = 600.0, low_memory: bool | None = None) -> dict[str, Any]:
+                lock_timeout: float = 600.0, low_memory: bool | None = None,
+                codes: str | None = None) -> dict[str, Any]:
     """Index the rows of ``extract_dirs`` into ``out`` (created, or grown with new rows only).
 
     Returns the committed manifest. ``exact_below``: row count under which search stays exact.
-    ``low_memory``: IVF-PQ codes re-ranked exactly from the extraction's Parquet embeddings, no
-    float32 copy in the index (None: the existing index's mode; switching needs ``rebuild``).
+    ``low_memory``: IVF codes re-ranked exactly from the extraction's Parquet embeddings, no
+    float32 copy in the index (None: the existing index's mode; switching needs ``rebuild``);
+    ``codes``: their kind (``faiss_backend.CODES``, default sq4; kept by later grows).
     """
     if not extract_dirs:
         raise InputError("no extraction folders given")
@@ -56,6 +58,15 @@ def build_index(extract_dirs: Sequence[str | os.PathLike[str]], out: str | os.Pa
         if low_memory is None and old:
             low_memory = bool(old.get("low_memory"))
         manifest["low_memory"] = bool(low_memory)
+        if codes is not None and not low_memory:
+            raise InputError("codes choose the low-memory index's compression: give them with low_memory (--low-memory)")
+        if low_memory:
+            if previous and codes is not None and codes != previous.get("codes", "pq"):
+                raise InputError(f"index {index_dir} holds {previous.get('codes', 'pq')} codes; rebuild it (--rebuild) "
+                                 f"to switch to {codes}")
+            manifest["codes"] = codes or (previous or {}).get("codes") or (old or {}).get("codes") or fb.DEFAULT_CODES
+            if manifest["codes"] not in fb.CODES:
+                raise InputError(f"unknown low-memory codes {manifest['codes']!r}; choose one of {', '.join(fb.CODES)}")
         if rebuild and old:  # compaction: tombstoned rows are not re-read; removed UIDs stay removed
             manifest.update(generation=old.get("generation", 0), created=old.get("created"),
                             removed_uids=old.get("removed_uids", []))
@@ -187,7 +198,10 @@ def _update_ann(index_dir: Path, manifest: dict[str, Any], previous: dict[str, A
     if not rebuild and previous and previous.get("ann_file"):
         graph = fb.read_ann(index_dir / previous["ann_file"], vectors, bool(previous["ann"].get("links_only")))
         tuned = previous["ann"]
-    graph, info = (fb.build_ivfpq if low else fb.build_ann)(vectors, graph, threads, tuned)
+    if low:
+        graph, info = fb.build_ivf(vectors, graph, threads, tuned, codes=manifest.get("codes") or fb.DEFAULT_CODES)
+    else:
+        graph, info = fb.build_ann(vectors, graph, threads, tuned)
     name = folder_fmt.next_name(manifest, "ann", "faiss")
     folder_fmt.write_file(index_dir, name, lambda p: fb.write_ann(graph, p))
     manifest["ann"], manifest["ann_file"] = info, name

@@ -7,7 +7,7 @@ Layout::
     INDEX/vectors-<gen>.npy     that segment's L2-normalised float32 vectors (row order = keys);
                                 none in the low-memory mode (re-ranking reads the extraction's Parquet)
     INDEX/ann-<gen>.faiss       the ANN graph over all live segments (only above the exact threshold),
-                                or the low-memory mode's IVF-PQ codes
+                                or the low-memory mode's IVF codes (sq4, sq8 or pq)
     INDEX/tombstones-<gen>.npy  row ids removed since the last compaction
     INDEX/.lock                 serialises writers (filelock)
 
