@@ -20,8 +20,21 @@ from radzoo.search.extract_source import normalise
 
 #: decoded row groups kept for the next queries (bytes); the rest is read again when needed
 CACHE_BYTES = 64 << 20
-#: shards kept open (each holds a file descriptor; many systems allow 1024 per process)
-OPEN_FILES = 256
+
+
+def _open_files_limit() -> int:
+    """Shards kept open: a quarter of the process's file-descriptor limit (often 1024), 64..4096.
+    Reopening a shard (footer parse) costs about as much as decoding a row group."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return 256
+    return 4096 if soft == resource.RLIM_INFINITY else max(64, min(4096, soft // 4))
+
+
+OPEN_FILES = _open_files_limit()
 
 
 class ParquetVectors:
