@@ -396,7 +396,7 @@ def http(args: argparse.Namespace) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     import requests
-    from bench_serving import MODEL, find_images, prepare_home, start_server
+    from bench_serving import MODEL, find_images, prepare_home, start_server, stop
 
     import radzoo
     from radzoo.extract.api import extract_features
@@ -445,8 +445,7 @@ def http(args: argparse.Namespace) -> None:
         print(f"POST /v1/search image + filter view=PA, {args.clients} clients: p50 "
               f"{np.percentile([o[0] * 1000 for o in out], 50):.1f} ms", flush=True)
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop(proc)
 
 
 if __name__ == "__main__":

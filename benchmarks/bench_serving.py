@@ -88,26 +88,44 @@ def model_only(home: Path, runtime: str, images: list[Path], batch_sizes: tuple[
     return out
 
 
-def start_server(home: Path, runtime: str) -> tuple[subprocess.Popen, str]:
+def start_server(home: Path, runtime: str, model: str = MODEL, extra_env: dict[str, str] | None = None,
+                 log: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """``radzoo serve`` on a free port in its own process group, once ``/readyz`` answers; the
+    benchmark exits with the end of the server's log if it dies or never gets ready."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "RADZOO_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"),
-           "BENTOML_DO_NOT_TRACK": "True", "RADZOO_MAX_IN_FLIGHT": "64"}
+           "BENTOML_DO_NOT_TRACK": "True", "RADZOO_MAX_IN_FLIGHT": "64", **(extra_env or {})}
+    log = log or home / "server.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "radzoo.cli", "serve", "--port", str(port), "--models", MODEL, "--runtime", runtime],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "radzoo.cli", "serve", "--port", str(port), "--models", model, "--runtime", runtime],
+        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
+    for _ in range(900):
+        if proc.poll() is not None:
+            sys.exit(f"server exited with {proc.returncode}; its log ends:\n{log.read_text()[-3000:]}")
         try:
             if requests.get(url + "/readyz", timeout=1).status_code == 200:
                 return proc, url
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    proc.kill()
-    sys.exit("server did not become ready")
+    stop(proc)
+    sys.exit(f"server did not become ready; its log ends:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group, SIGKILL after 30 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
 
 def load_test(url: str, payloads: list[str], concurrency: int, n_requests: int) -> dict[str, float]:
@@ -157,8 +175,7 @@ def main() -> int:
         try:
             served = {c: load_test(url, payloads, c, max(args.requests, c)) for c in (1, 4, 16)}
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+            stop(proc)
         after = model_only(home, runtime, images, (1, 8), args.model_seconds)
     ref = {b: (before[b] + after[b]) / 2 for b in before}
     best = max(ref[1], ref[8])

@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,7 +31,7 @@ import requests
 import radzoo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_serving import find_images  # noqa: E402  (benchmarks/ is not a package)
+from bench_serving import find_images, start_server, stop  # noqa: E402  (benchmarks/ is not a package)
 
 
 def prepare_home(home: Path, model: str, runtime: str) -> None:
@@ -47,44 +45,6 @@ def prepare_home(home: Path, model: str, runtime: str) -> None:
         from radzoo.artifacts import export_artifact
 
         export_artifact(target, outputs=["trunk"])
-
-
-def start_server(home: Path, model: str, runtime: str, extra_env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "RADZOO_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"),
-           "BENTOML_DO_NOT_TRACK": "True", "RADZOO_MAX_IN_FLIGHT": "64", **extra_env}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "radzoo.cli", "serve", "--port", str(port), "--models", model, "--runtime", runtime],
-        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(900):
-        if proc.poll() is not None:
-            sys.exit(f"server exited with {proc.returncode}; its log ends:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(url + "/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    stop(proc)
-    sys.exit(f"server did not become ready; its log ends:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group, SIGKILL after 30 s."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 def tree_rss_mb(pid: int) -> dict[int, float]:
@@ -127,7 +87,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="radzoo-soak-") as tmp:
         home = Path(tmp)
         prepare_home(home, args.model, args.runtime)
-        proc, url = start_server(home, args.model, args.runtime, extra_env, home / "server.log")
+        proc, url = start_server(home, args.runtime, args.model, extra_env, home / "server.log")
         print(f"model {args.model} (random weights), runtime {args.runtime}, {os.cpu_count()} CPUs, "
               f"concurrency {args.concurrency}, 1-{args.max_items} images/request, env {extra_env or '{}'}", flush=True)
         try:

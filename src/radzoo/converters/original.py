@@ -137,12 +137,17 @@ def download(url: str, dest: Path, *, sha256: str | None = None, progress: bool 
     size = part.stat().st_size if part.exists() else 0
     if total is not None and size != total:
         raise DownloadError(f"download of {url} ended early ({size} of {total} bytes); {part} is kept for resuming")
+    return _verified_into_place(part, dest, url, sha256, "partial")
+
+
+def _verified_into_place(staged: Path, dest: Path, url: str, sha256: str | None, what: str) -> Path:
+    """Check ``staged`` against ``sha256`` (deleting it on a mismatch), then rename it to ``dest``."""
     if sha256:
-        got = sha256_file(part)
+        got = sha256_file(staged)
         if got != sha256.lower():
-            part.unlink()
-            raise DownloadError(f"sha256 mismatch for {url}: expected {sha256}, got {got}; the partial file was deleted")
-    os.replace(part, dest)
+            staged.unlink()
+            raise DownloadError(f"sha256 mismatch for {url}: expected {sha256}, got {got}; the {what} file was deleted")
+    os.replace(staged, dest)
     return dest
 
 
@@ -167,13 +172,7 @@ def drive_download(url: str, dest: Path, *, sha256: str | None = None, progress:
         raise DownloadError(f"gdown could not download {url}: {exc}") from exc
     if written is None or not staged.is_file():
         raise DownloadError(f"gdown could not download {url} (no file written)")
-    if sha256:
-        got = sha256_file(staged)
-        if got != sha256.lower():
-            staged.unlink()
-            raise DownloadError(f"sha256 mismatch for {url}: expected {sha256}, got {got}; the downloaded file was deleted")
-    os.replace(staged, dest)
-    return dest
+    return _verified_into_place(staged, dest, url, sha256, "downloaded")
 
 
 def unpack_members(archive: Path, names: list[str], folder: Path) -> list[Path]:
