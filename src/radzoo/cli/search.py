@@ -10,6 +10,8 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
+    from radzoo.search.faiss_backend import CODES  # numpy only; FAISS loads on first use
+
     idx = sub.add_parser("index", help="build, grow or prune a similar-case index from `radzoo extract` outputs")
     isub = idx.add_subparsers(dest="index_command", metavar="ACTION", required=True)
     b = isub.add_parser("build", help="index extraction outputs (rerun: adds only new rows)")
@@ -22,7 +24,7 @@ def register(sub: Any) -> None:
     b.add_argument("--low-memory", action="store_true", default=None,
                    help="IVF codes re-ranked exactly from the extraction's Parquet embeddings (no float32 copy; "
                         "keep the extraction folders); recall@10 measured and stored")
-    b.add_argument("--codes", choices=("sq4", "sq8", "pq"), default=None,
+    b.add_argument("--codes", choices=CODES, default=None,
                    help="--low-memory compression: sq4 (default, 1/8 of float32), sq8 (1/4, fastest) or pq (1/16, "
                         "slowest: re-ranks the most candidates)")
     b.set_defaults(func=_build)

@@ -29,8 +29,8 @@ pq = require_extra("extract", "pyarrow.parquet", feature="Parquet tables")
 
 TABLES = ("embeddings", "errors")
 #: rows per Parquet row group of a shard holding vectors. The low-memory search index re-reads one
-#: row group per re-ranked candidate: 64 rows x 768 floats decode in ~0.4 ms, a whole 1024-row zstd
-#: shard in ~8 ms (``benchmarks/bench_search.py``); full scans read the groups in parallel anyway.
+#: row group per re-ranked candidate: 64 rows x 768 floats decoded in ~0.4 ms, a whole 1024-row zstd
+#: shard in ~8 ms (measured on random 768-d floats); full scans read the groups in parallel anyway.
 VECTOR_ROW_GROUP = 64
 MANIFEST = "manifest.json"
 _TMP_PREFIX = ".tmp-"

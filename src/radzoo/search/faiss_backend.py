@@ -265,12 +265,20 @@ def kept_tuning(tuned: dict[str, Any] | None, rows: int) -> dict[str, Any] | Non
 
 #: low-memory codes (FAISS index_factory suffixes) and what bench_search.py measured at 1,000,000 x
 #: 768 clustered vectors (recall@10 after exact re-rank of k x factor candidates; bytes per vector):
-#: sq8 770 B, 1.000 at 2x; sq4 386 B, 0.973 at 5x and 0.995 at 10x; pq (4 dims per byte) 192 B,
+#: sq8 768 B, 1.000 at 2x; sq4 384 B, 0.973 at 5x and 0.995 at 10x; pq (4 dims per byte) 192 B,
 #: 0.981 at 20x; PQ with 8 dims per byte (96 B) stopped at 0.941 even at 40x. Each re-ranked
 #: candidate can cost a Parquet row-group read, so sq4 is the default: 8x smaller than float32,
 #: ~5x re-rank.
-CODES = {"sq8": "SQ8", "sq4": "SQ4", "pq": "PQ{m}"}
+CODES = ("sq4", "sq8", "pq")
 DEFAULT_CODES = "sq4"
+
+
+def check_codes(codes: str) -> str:
+    if codes not in CODES:
+        from radzoo.errors import InputError
+
+        raise InputError(f"unknown low-memory codes {codes!r}; choose one of {', '.join(CODES)}")
+    return codes
 
 
 def ivf_lists(rows: int) -> int:
@@ -282,15 +290,12 @@ def new_ivf(rows: int, dim: int, codes: str) -> Any:
     """An untrained IVF index with ``codes`` (``CODES``); PQ gets one byte per 4 dimensions
     (fewer code bits when there are too few rows to train 256 centroids)."""
     faiss = faiss_module()
-    if codes not in CODES:
-        from radzoo.errors import InputError
-
-        raise InputError(f"unknown low-memory codes {codes!r}; choose one of {', '.join(CODES)}")
-    suffix = CODES[codes]
-    if codes == "pq":
+    if check_codes(codes) == "pq":
         m = next(d for d in range(max(1, dim // 4), 0, -1) if dim % d == 0)
         nbits = int(max(1, min(8, np.floor(np.log2(max(rows, 2))))))
         suffix = f"PQ{m}x{nbits}"
+    else:
+        suffix = codes.upper()  # SQ4, SQ8
     return faiss.index_factory(dim, f"IVF{ivf_lists(rows)},{suffix}", faiss.METRIC_INNER_PRODUCT)
 
 

@@ -61,12 +61,10 @@ def build_index(extract_dirs: Sequence[str | os.PathLike[str]], out: str | os.Pa
         if codes is not None and not low_memory:
             raise InputError("codes choose the low-memory index's compression: give them with low_memory (--low-memory)")
         if low_memory:
-            if previous and codes is not None and codes != previous.get("codes", "pq"):
-                raise InputError(f"index {index_dir} holds {previous.get('codes', 'pq')} codes; rebuild it (--rebuild) "
-                                 f"to switch to {codes}")
-            manifest["codes"] = codes or (previous or {}).get("codes") or (old or {}).get("codes") or fb.DEFAULT_CODES
-            if manifest["codes"] not in fb.CODES:
-                raise InputError(f"unknown low-memory codes {manifest['codes']!r}; choose one of {', '.join(fb.CODES)}")
+            held = previous.get("codes", "pq") if previous else None  # indexes from before --codes hold PQ
+            if held and codes is not None and codes != held:
+                raise InputError(f"index {index_dir} holds {held} codes; rebuild it (--rebuild) to switch to {codes}")
+            manifest["codes"] = fb.check_codes(codes or held or (old or {}).get("codes") or fb.DEFAULT_CODES)
         if rebuild and old:  # compaction: tombstoned rows are not re-read; removed UIDs stay removed
             manifest.update(generation=old.get("generation", 0), created=old.get("created"),
                             removed_uids=old.get("removed_uids", []))
@@ -160,8 +158,9 @@ def _stream_vectors(path: Path, rows: int, dim: int, parts: list[tuple[ExtractSo
         vectors = source.vectors(name)
         if len(vectors) != len(keep):
             raise InputError(f"{source.shard_dir / name} changed while it was indexed ({len(keep)} rows, then {len(vectors)})")
-        out[at: at + int(keep.sum())] = vectors[keep]
-        at += int(keep.sum())
+        kept = vectors[keep]
+        out[at: at + len(kept)] = kept
+        at += len(kept)
     out.flush()
     del out
 
@@ -199,7 +198,7 @@ def _update_ann(index_dir: Path, manifest: dict[str, Any], previous: dict[str, A
         graph = fb.read_ann(index_dir / previous["ann_file"], vectors, bool(previous["ann"].get("links_only")))
         tuned = previous["ann"]
     if low:
-        graph, info = fb.build_ivf(vectors, graph, threads, tuned, codes=manifest.get("codes") or fb.DEFAULT_CODES)
+        graph, info = fb.build_ivf(vectors, graph, threads, tuned, codes=manifest["codes"])
     else:
         graph, info = fb.build_ann(vectors, graph, threads, tuned)
     name = folder_fmt.next_name(manifest, "ann", "faiss")
